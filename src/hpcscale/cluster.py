@@ -1,0 +1,172 @@
+"""From a site profile to a running dask cluster, and the job script it submits.
+
+SLURM profiles become a dask-jobqueue ``SLURMCluster`` whose job class fixes
+two things dask-jobqueue gets wrong for us:
+
+* memory is exact: ``--mem`` is the profile's bytes in whole MiB (SLURM's
+  unit) and each worker's ``--memory-limit`` is its exact share in bytes
+  (dask-jobqueue rounds ``28GB`` to ``--mem=27G`` and the limit to 2 decimals);
+* the worker is ``exec``-ed, so the SIGTERM SLURM sends before the walltime
+  reaches the worker and it retires gracefully, instead of hitting a bash
+  parent that dies and leaves the worker to be killed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dask_jobqueue import SLURMCluster
+from dask_jobqueue.slurm import SLURMJob
+from distributed import Client, LocalCluster
+
+from hpcscale import units
+from hpcscale.profiles import SiteProfile, SlurmSettings
+
+PLACEHOLDER_SCHEDULER = "tcp://<scheduler-address>:8786"
+# Workers stop trying to reach a scheduler that is gone after this long, so a
+# killed driver never leaves workers holding allocations.
+DEATH_TIMEOUT = 60
+
+
+class HpcscaleSLURMJob(SLURMJob):  # type: ignore[misc]
+    """SLURMJob with exact memory and an ``exec``-ed worker."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._command_template = "exec " + self._command_template
+
+    @property
+    def worker_process_memory(self) -> str:
+        return str(int(self.worker_memory // self.worker_processes))
+
+
+class HpcscaleSLURMCluster(SLURMCluster):  # type: ignore[misc]
+    job_cls = HpcscaleSLURMJob
+
+
+def _python(settings: SlurmSettings) -> str:
+    return settings.python or sys.executable
+
+
+def slurm_job_kwargs(
+    settings: SlurmSettings,
+    *,
+    job_name: str = "hpcscale",
+    log_directory: str | None = None,
+    walltime: int | None = None,
+    worker_extra_args: list[str] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for ``HpcscaleSLURMCluster``/``HpcscaleSLURMJob`` from a profile."""
+    granted = units.slurm_mem_bytes(settings.memory)
+    directives = [f"--qos={settings.qos}"] if settings.qos else []
+    directives += list(settings.extra_directives)
+    return {
+        "queue": settings.partition,
+        "account": settings.account,
+        "walltime": units.format_walltime(walltime or settings.walltime),
+        "cores": settings.cores,
+        "processes": settings.processes,
+        "memory": str(granted),
+        "job_mem": units.slurm_mem(settings.memory),
+        "job_cpu": settings.cores,
+        "interface": settings.interface,
+        "job_extra_directives": directives,
+        "job_script_prologue": list(settings.prologue),
+        "python": _python(settings),
+        "local_directory": settings.local_directory,
+        "log_directory": settings.log_directory or log_directory,
+        "job_name": job_name,
+        "death_timeout": DEATH_TIMEOUT,
+        "worker_extra_args": list(worker_extra_args or []),
+        "shebang": "#!/usr/bin/env bash",
+    }
+
+
+def job_script(
+    profile: SiteProfile, *, job_name: str = "hpcscale", log_directory: str | None = None
+) -> str:
+    """The exact sbatch script each worker job is submitted with.
+
+    Rendered by dask-jobqueue itself (``job_script()``); the scheduler address
+    is a placeholder until a run starts one. Nothing is submitted or started.
+    """
+    if profile.slurm is None:
+        raise ValueError(f"profile {profile.name} is not a SLURM profile")
+    kwargs = slurm_job_kwargs(profile.slurm, job_name=job_name, log_directory=log_directory)
+    # Job() creates log_directory; rendering must not touch the filesystem,
+    # so the two lines it would add are added here instead.
+    log_dir = kwargs.pop("log_directory")
+    job = HpcscaleSLURMJob(PLACEHOLDER_SCHEDULER, name="dummy-name", **kwargs)
+    script: str = job.job_script()
+    if log_dir is not None:
+        # Same lines dask-jobqueue writes when it has a log directory.
+        header = f"#SBATCH -e {log_dir}/{job_name}-%J.err\n#SBATCH -o {log_dir}/{job_name}-%J.out\n"
+        script = script.replace(f"#SBATCH -J {job_name}\n", f"#SBATCH -J {job_name}\n{header}", 1)
+    return script
+
+
+@contextmanager
+def start(
+    profile: SiteProfile,
+    *,
+    jobs: int,
+    job_name: str,
+    run_dir: Path,
+    security: bool = True,
+    walltime: int | None = None,
+    worker_extra_args: list[str] | None = None,
+) -> Iterator[tuple[Any, Client]]:
+    """Start the profile's cluster, scaled to ``jobs``; always close it (scancel) on exit.
+
+    For SLURM the scheduler is TLS-only with per-run certificates kept in
+    ``run_dir/tls`` (0700, keys 0600) and the dashboard listens on localhost.
+    """
+    cluster: Any
+    if profile.kind == "local":
+        cluster = LocalCluster(**local_kwargs(profile, jobs))
+    else:
+        assert profile.slurm is not None  # kind == "slurm" guarantees it (validated)
+        logs = run_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        kwargs = slurm_job_kwargs(
+            profile.slurm, job_name=job_name, log_directory=str(logs), walltime=walltime,
+            worker_extra_args=worker_extra_args,
+        )
+        if security:
+            tls = run_dir / "tls"
+            tls.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(tls, 0o700)
+            kwargs["security"] = True
+            kwargs["shared_temp_directory"] = str(tls)
+        kwargs["scheduler_options"] = {"dashboard_address": "127.0.0.1:0"}
+        cluster = HpcscaleSLURMCluster(**kwargs)
+        cluster.scale(jobs=jobs)
+    try:
+        with Client(cluster) as client:
+            yield cluster, client
+    finally:
+        cluster.close()
+
+
+def local_kwargs(profile: SiteProfile, jobs: int | None = None) -> dict[str, Any]:
+    """LocalCluster arguments: ``jobs`` workers (or the profile's), sized to this machine."""
+    settings = profile.local
+    ncores = os.cpu_count() or 1
+    workers = settings.workers or jobs or min(ncores, 4)
+    threads = settings.threads or max(1, ncores // workers)
+    kwargs: dict[str, Any] = {
+        "n_workers": workers,
+        "threads_per_worker": threads,
+        "processes": True,
+        "dashboard_address": "127.0.0.1:0",
+    }
+    if settings.memory:
+        kwargs["memory_limit"] = settings.memory // workers
+    if settings.local_directory:
+        kwargs["local_directory"] = os.path.expandvars(settings.local_directory)
+    return kwargs

@@ -1,0 +1,172 @@
+"""Everything that talks to SLURM's commands.
+
+Queries are batched (one ``squeue`` for all of a run's jobs, never one per
+job), and failures raise :class:`SlurmCommandError` carrying the command, its
+exit code and its output, so the user sees SLURM's own words.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from hpcscale import units
+from hpcscale.errors import SubmissionError
+
+TIMEOUT = 30.0
+
+
+class SlurmCommandError(SubmissionError):
+    """A SLURM command failed; ``str()`` is one line with SLURM's own message."""
+
+    def __init__(self, cmd: Sequence[str], code: int, stdout: str, stderr: str) -> None:
+        self.cmd = list(cmd)
+        self.code = code
+        self.stdout = stdout
+        self.stderr = stderr
+        said = (stderr.strip() or stdout.strip()).replace("\n", " | ")
+        super().__init__(f"`{' '.join(self.cmd)}` failed (exit {code}): {said or 'no output'}")
+
+
+def available() -> bool:
+    """Whether SLURM's client commands are on PATH."""
+    return shutil.which("sbatch") is not None and shutil.which("squeue") is not None
+
+
+def run(cmd: Sequence[str], *, timeout: float = TIMEOUT, check: bool = True) -> str:
+    """Run one SLURM command and return its stdout."""
+    try:
+        proc = subprocess.run(
+            list(cmd), capture_output=True, text=True, timeout=timeout, check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except FileNotFoundError as err:
+        raise SlurmCommandError(cmd, 127, "", f"{cmd[0]}: command not found") from err
+    except subprocess.TimeoutExpired as err:
+        raise SlurmCommandError(cmd, 124, "", f"no answer within {timeout:.0f} s") from err
+    if check and proc.returncode != 0:
+        raise SlurmCommandError(cmd, proc.returncode, proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+def _oneliner(text: str) -> list[dict[str, str]]:
+    """Parse ``scontrol show ... --oneliner`` output: one dict per record."""
+    records = []
+    for line in text.splitlines():
+        record: dict[str, str] = {}
+        for token in line.split():
+            if "=" in token:
+                key, value = token.split("=", 1)
+                record[key] = value
+        if record:
+            records.append(record)
+    return records
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    state: str
+    max_time: int | None  # seconds, None = unlimited
+    max_nodes: int | None
+    nodes: tuple[str, ...]
+    default: bool
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    cpus: int
+    memory: int  # bytes (RealMemory)
+    state: str
+    partitions: tuple[str, ...]
+
+
+def partitions() -> dict[str, Partition]:
+    """Every partition, from one ``scontrol show partition``."""
+    out = run(["scontrol", "show", "partition", "--oneliner"])
+    result = {}
+    for rec in _oneliner(out):
+        name = rec.get("PartitionName", "")
+        max_nodes = rec.get("MaxNodes", "UNLIMITED")
+        result[name] = Partition(
+            name=name,
+            state=rec.get("State", "UNKNOWN"),
+            max_time=units.parse_slurm_time(rec.get("MaxTime", "UNLIMITED")),
+            max_nodes=None if max_nodes.upper() == "UNLIMITED" else int(max_nodes),
+            nodes=tuple(expand_hostlist(rec.get("Nodes", ""))),
+            default=rec.get("Default", "NO") == "YES",
+        )
+    return result
+
+
+def nodes() -> dict[str, Node]:
+    """Every node, from one ``scontrol show node``."""
+    out = run(["scontrol", "show", "node", "--oneliner"])
+    result = {}
+    for rec in _oneliner(out):
+        name = rec.get("NodeName", "")
+        result[name] = Node(
+            name=name,
+            cpus=int(rec.get("CPUTot", "0")),
+            memory=int(rec.get("RealMemory", "0")) * units.MIB,
+            state=rec.get("State", "UNKNOWN"),
+            partitions=tuple(p for p in rec.get("Partitions", "").split(",") if p),
+        )
+    return result
+
+
+def expand_hostlist(hostlist: str) -> list[str]:
+    """``c[1-3],gpu01`` -> ``[c1, c2, c3, gpu01]``, as ``scontrol show hostnames`` does."""
+    if not hostlist or hostlist == "(null)":
+        return []
+    return run(["scontrol", "show", "hostnames", hostlist]).split()
+
+
+@dataclass(frozen=True)
+class JobState:
+    job_id: str
+    name: str
+    state: str  # PENDING, RUNNING, COMPLETING, ...
+    reason: str  # SLURM's reason, e.g. Resources, PartitionTimeLimit
+    nodes: str
+    partition: str
+
+
+def queue(job_ids: Iterable[str] = (), *, name: str | None = None) -> dict[str, JobState]:
+    """States of the given jobs (or the user's jobs called ``name``) in one ``squeue`` call.
+
+    Finished jobs are simply absent.
+    """
+    ids = [j for j in job_ids if j]
+    cmd = ["squeue", "--noheader", "--format=%i|%j|%T|%r|%N|%P"]
+    if ids:
+        cmd.append("--jobs=" + ",".join(ids))
+    elif name is not None:
+        cmd += ["--name=" + name, "--user=" + _user()]
+    else:
+        return {}
+    out = run(cmd, check=False)  # squeue exits 1 when every listed job is gone
+    states = {}
+    for line in out.splitlines():
+        parts = line.split("|")
+        if len(parts) != 6:
+            continue
+        states[parts[0]] = JobState(*parts)
+    return states
+
+
+def cancel(job_ids: Iterable[str]) -> None:
+    """Cancel jobs with one ``scancel``; jobs already gone are not an error."""
+    ids = [j for j in job_ids if j]
+    if ids:
+        run(["scancel", *ids], check=False)
+
+
+def _user() -> str:
+    import getpass
+
+    return os.environ.get("USER") or getpass.getuser()

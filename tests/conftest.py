@@ -1,0 +1,98 @@
+"""Shared fixtures. Every test runs with its own profile and run directories.
+
+The SLURM tier (``@pytest.mark.slurm``) needs the testbed (``scripts/testbed
+up``). Without it those tests are skipped with one loud line, except under
+``CI=true``, where a testbed that is not up is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+TESTBED_CONF = Path("/var/lib/hpcscale-testbed/etc/slurm.conf")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _testbed_problem() -> str | None:
+    if not TESTBED_CONF.exists():
+        return f"no testbed config at {TESTBED_CONF} (run: sudo scripts/testbed up)"
+    if shutil.which("sinfo") is None:
+        return "SLURM client commands (sinfo) not installed"
+    env = dict(os.environ, SLURM_CONF=str(TESTBED_CONF))
+    try:
+        out = subprocess.run(["sinfo", "-h", "-p", "debug", "-o", "%D %t"], env=env,
+                             capture_output=True, text=True, timeout=20, check=False)
+    except subprocess.TimeoutExpired:
+        return "sinfo did not answer within 20 s"
+    if out.returncode != 0:
+        return f"sinfo failed: {out.stderr.strip()}"
+    if "idle" not in out.stdout and "mix" not in out.stdout and "alloc" not in out.stdout:
+        return f"testbed nodes not up: {out.stdout.strip()!r}"
+    return None
+
+
+_PROBLEM: str | None = None
+_CHECKED = False
+
+
+def testbed_problem() -> str | None:
+    global _PROBLEM, _CHECKED
+    if not _CHECKED:
+        _PROBLEM, _CHECKED = _testbed_problem(), True
+    return _PROBLEM
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    problem = testbed_problem()
+    if problem is None:
+        return "SLURM testbed: up; the SLURM tier runs"
+    if os.environ.get("CI") == "true":
+        return f"SLURM testbed: NOT UP under CI=true -> the SLURM tier FAILS: {problem}"
+    return f"!!! SLURM testbed: not up -> SLURM tier SKIPPED: {problem}"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = tmp_path_factory.mktemp("hpcscale-home")
+    (base / "sites").mkdir(mode=0o755)
+    monkeypatch.setenv("HPCSCALE_USER_SITES", str(base / "sites"))
+    monkeypatch.setenv("HPCSCALE_RUNS_DIR", str(base / "runs"))
+    monkeypatch.delenv("HPCSCALE_SITE_PATH", raising=False)
+    monkeypatch.delenv("HPCSCALE_SITE", raising=False)
+
+
+@pytest.fixture
+def user_sites() -> Path:
+    return Path(os.environ["HPCSCALE_USER_SITES"])
+
+
+@pytest.fixture
+def testbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The live SLURM testbed; fails under CI=true when it is not up, else skips."""
+    problem = testbed_problem()
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"SLURM testbed required under CI=true: {problem}")
+        pytest.skip(f"SLURM testbed not up: {problem}")
+    monkeypatch.setenv("SLURM_CONF", str(TESTBED_CONF))
+    yield TESTBED_CONF
+    # No test may leave a job behind.
+    left = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True,
+                          check=False, env=dict(os.environ, SLURM_CONF=str(TESTBED_CONF)))
+    if left.stdout.strip():
+        subprocess.run(["scancel", *[ln.split()[0] for ln in left.stdout.splitlines()]],
+                       check=False, env=dict(os.environ, SLURM_CONF=str(TESTBED_CONF)))
+        pytest.fail(f"jobs left in squeue after the test: {left.stdout.strip()}")
+
+
+def write_profile(directory: Path, name: str, text: str, mode: int = 0o644) -> Path:
+    path = directory / f"{name}.toml"
+    path.write_text(text, encoding="utf-8")
+    path.chmod(mode)
+    return path
