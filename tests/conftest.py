@@ -96,3 +96,33 @@ def write_profile(directory: Path, name: str, text: str, mode: int = 0o644) -> P
     path.write_text(text, encoding="utf-8")
     path.chmod(mode)
     return path
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"CliResult(code={self.code}, out={self.out!r}, err={self.err!r})"
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Run ``hpcscale ARGS`` in-process through the real entry point (error handling included)."""
+    import sys
+
+    from hpcscale.cli import main, render
+
+    def invoke(*args: str) -> CliResult:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["hpcscale", *args])
+        render.OPTIONS.__init__()  # type: ignore[misc]
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return invoke

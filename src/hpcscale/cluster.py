@@ -74,7 +74,7 @@ def slurm_job_kwargs(
         "memory": str(granted),
         "job_mem": units.slurm_mem(settings.memory),
         "job_cpu": settings.cores,
-        "interface": settings.interface,
+        "interface": settings.worker_interface or settings.interface,
         "job_extra_directives": directives,
         "job_script_prologue": list(settings.prologue),
         "python": _python(settings),
@@ -144,6 +144,8 @@ def start(
             kwargs["security"] = True
             kwargs["shared_temp_directory"] = str(tls)
         kwargs["scheduler_options"] = {"dashboard_address": "127.0.0.1:0"}
+        if profile.slurm.interface:
+            kwargs["scheduler_options"]["interface"] = profile.slurm.interface
         cluster = HpcscaleSLURMCluster(**kwargs)
         cluster.scale(jobs=jobs)
     try:

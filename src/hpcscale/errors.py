@@ -61,3 +61,9 @@ class RunError(HpcscaleError):
     """The computation failed at run time."""
 
     exit_code = 1
+
+
+class Interrupted(HpcscaleError):
+    """Ctrl-C, SIGTERM or SIGHUP during a run; the run's jobs were cancelled."""
+
+    exit_code = 130

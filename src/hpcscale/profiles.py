@@ -86,6 +86,11 @@ class SlurmSettings(BaseModel):
     interface: (
         Annotated[str, BeforeValidator(_no_newline), Field(pattern=_INTERFACE)] | None
     ) = None
+    # The compute nodes' name for their interface, where it differs from the
+    # login node's (default: the same as `interface`).
+    worker_interface: (
+        Annotated[str, BeforeValidator(_no_newline), Field(pattern=_INTERFACE)] | None
+    ) = None
     extra_directives: tuple[
         Annotated[str, BeforeValidator(_no_newline), Field(pattern=_DIRECTIVE)], ...
     ] = ()
@@ -296,6 +301,7 @@ _PATTERN_HELP = {
     "account": "(letters, digits, _ . -)",
     "qos": "(letters, digits, _ . -)",
     "interface": "(a network interface name such as eth0 or ib0)",
+    "worker_interface": "(a network interface name such as eth0 or ib0)",
     "extra_directives": "(one sbatch option per entry, as --key=value or --flag)",
     "python": "(a path; no spaces or shell characters)",
     "local_directory": "(a path, $VARS allowed; no spaces or shell characters)",

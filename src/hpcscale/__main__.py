@@ -1,0 +1,3 @@
+from hpcscale.cli import main
+
+main()

@@ -1,0 +1,76 @@
+"""The ``hpcscale`` command: a thin Typer layer over the library.
+
+Each command parses its options, calls one library function and renders the
+result. User errors (:class:`HpcscaleError`) become one line on stderr and
+exit code 2 (usage/configuration) or 1 (run time); ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from hpcscale import __version__
+from hpcscale.cli import render
+from hpcscale.errors import HpcscaleError
+
+app = typer.Typer(
+    name="hpcscale",
+    help="Chunked array work on SLURM clusters, from named site profiles, to Zarr.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"hpcscale {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and results.")] = False,
+    json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    trust_profiles: Annotated[
+        bool,
+        typer.Option("--trust-profiles",
+                     help="Use profiles that other users can write (recorded in the run)."),
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True,
+                           help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Global options; they go before the command (hpcscale --json plan ...)."""
+    render.OPTIONS.debug = debug
+    render.OPTIONS.quiet = quiet
+    render.OPTIONS.json = json
+    render.OPTIONS.trust_profiles = trust_profiles
+
+
+from hpcscale.cli import commands, runs, site  # noqa: E402  (register commands)
+
+app.add_typer(site.app, name="site")
+commands.register(app)
+runs.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except HpcscaleError as err:
+        if render.OPTIONS.debug:
+            raise
+        render.error(str(err))
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        render.error("interrupted; the run's jobs were cancelled")
+        sys.exit(130)

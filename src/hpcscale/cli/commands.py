@@ -1,0 +1,250 @@
+"""Commands that plan and run work: script, plan, submit, reduce, filter, demo."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hpcscale import cluster, jobspec, profiles, run, sample
+from hpcscale.cli.render import OPTIONS, ConsoleReporter, result, say
+from hpcscale.errors import Interrupted, ProfileError, UsageError
+
+Site = Annotated[str | None, typer.Option("--site", "-s", help="Site profile name "
+                                          "(default: the spec's, $HPCSCALE_SITE, or local).")]
+Jobs = Annotated[str | None, typer.Option("--jobs", "-j", help="Number of jobs, or 'auto'.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan; submit nothing.")]
+Overwrite = Annotated[bool | None, typer.Option(
+    "--overwrite/--no-overwrite", help="Replace an existing output written by hpcscale.")]
+
+
+def _jobs(value: str | None) -> int | str | None:
+    if value is None or value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UsageError(f"--jobs {value!r}: expected a whole number >= 1 or 'auto'")
+    return n
+
+
+def script(site: Site = None) -> None:
+    """Print the exact sbatch script each worker job is submitted with.
+
+    Rendered by dask-jobqueue from the profile; nothing is submitted.
+    Example: hpcscale script --site testbed
+    """
+    res = profiles.load(run.choose_site(site), trust=OPTIONS.trust_profiles)
+    if res.profile.kind != "slurm":
+        raise ProfileError(f"site {res.profile.name} is a local profile: it submits no jobs")
+    text = cluster.job_script(res.profile)
+    result(text.rstrip("\n"), {"site": res.profile.name, "script": text})
+
+
+def _execute(prep: run.Prepared, dry_run: bool) -> None:
+    if dry_run:
+        result("\n".join(prep.plan.lines()), {"plan": prep.plan.lines()})
+        return
+    say("\n".join(prep.plan.lines()))
+    with ConsoleReporter() as reporter:
+        summary = _interruptible(prep, reporter)
+    text = (f"done in {summary.seconds:.1f} s: {summary.output} "
+            f"({summary.workers} workers on {len(summary.nodes)} node(s), "
+            f"{len(summary.jobs)} SLURM job(s); run {summary.run_id})")
+    result(text, summary.__dict__)
+
+
+def _interruptible(prep: run.Prepared, reporter: ConsoleReporter) -> run.Summary:
+    try:
+        return run.execute(prep, reporter)
+    except KeyboardInterrupt as exc:
+        raise Interrupted(f"interrupted ({exc or 'Ctrl-C'}); the run's jobs were cancelled "
+                          "and nothing is left in the queue") from exc
+
+
+def submit(
+    spec: Annotated[Path, typer.Argument(help="Job spec (TOML), e.g. jobs/climate-mean.toml.")],
+    site: Site = None, jobs: Jobs = None, overwrite: Overwrite = None, dry_run: DryRun = False,
+) -> None:
+    """Run a job spec: start the site's cluster, compute, write Zarr, cancel the jobs.
+
+    Example: hpcscale submit jobs/climate-mean.toml --site testbed --jobs 3
+    """
+    loaded = jobspec.load(spec)
+    prep = run.prepare(loaded, site, _jobs(jobs), overwrite=overwrite,
+                       trust=OPTIONS.trust_profiles)
+    _execute(prep, dry_run)
+
+
+def plan(
+    spec: Annotated[Path, typer.Argument(help="Job spec (TOML).")],
+    site: Site = None, jobs: Jobs = None,
+) -> None:
+    """Print the plan for a job spec (jobs, memory, decisions); submits nothing.
+
+    Example: hpcscale plan jobs/climate-mean.toml --site testbed
+    """
+    loaded = jobspec.load(spec)
+    prep = run.prepare(loaded, site, _jobs(jobs), trust=OPTIONS.trust_profiles)
+    _execute(prep, dry_run=True)
+
+
+class ReduceOp(StrEnum):
+    sum = "sum"
+    mean = "mean"
+    std = "std"
+    var = "var"
+    min = "min"
+    max = "max"
+    count = "count"
+    nansum = "nansum"
+    nanmean = "nanmean"
+    nanstd = "nanstd"
+    nanvar = "nanvar"
+    nanmin = "nanmin"
+    nanmax = "nanmax"
+    median = "median"
+    quantile = "quantile"
+    histogram = "histogram"
+
+
+class FilterName(StrEnum):
+    gaussian = "gaussian"
+    gaussian_gradient_magnitude = "gaussian_gradient_magnitude"
+    gaussian_laplace = "gaussian_laplace"
+    median = "median"
+    uniform = "uniform"
+    minimum = "minimum"
+    maximum = "maximum"
+    percentile = "percentile"
+    sobel = "sobel"
+    prewitt = "prewitt"
+    laplace = "laplace"
+
+
+class Mode(StrEnum):
+    reflect = "reflect"
+    nearest = "nearest"
+    mirror = "mirror"
+    constant = "constant"
+    wrap = "wrap"
+
+
+In = Annotated[str, typer.Argument(help="Input: Zarr, NetCDF, TIFF, image glob or .npy.")]
+Out = Annotated[str, typer.Argument(help="Output Zarr store.")]
+Var = Annotated[str | None, typer.Option(help="Array (variable) inside the input.")]
+Axis = Annotated[list[str] | None, typer.Option("--axis", "-a",
+                                                help="Axis name or number; repeat for several.")]
+PrintSpec = Annotated[bool, typer.Option("--print-spec",
+                                         help="Print the equivalent job spec and exit.")]
+
+
+def _axes(values: list[str] | None) -> list[int | str] | None:
+    if not values:
+        return None
+    return [int(v) if v.lstrip("-").isdigit() else v for v in values]
+
+
+def _one_off(inp: str, out: str, step: dict[str, Any], var: str | None,
+             overwrite: bool | None, site: str | None, jobs: str | None,
+             dry_run: bool, print_spec: bool) -> None:
+    spec = jobspec.one_step(inp, out, {k: v for k, v in step.items() if v is not None},
+                            var=var, overwrite=bool(overwrite))
+    if print_spec:
+        result(spec.to_toml().rstrip("\n"), {"spec": spec.to_toml()})
+        return
+    prep = run.prepare(spec, site, _jobs(jobs), overwrite=overwrite,
+                       trust=OPTIONS.trust_profiles)
+    _execute(prep, dry_run)
+
+
+def reduce(
+    inp: In, out: Out,
+    op: Annotated[ReduceOp, typer.Option("--op", help="Reduction.")] = ReduceOp.mean,
+    axis: Axis = None,
+    q: Annotated[float | None, typer.Option(help="Quantile in [0, 1] (--op quantile).")] = None,
+    bins: Annotated[int | None, typer.Option(help="Histogram bins (--op histogram).")] = None,
+    value_range: Annotated[tuple[float, float] | None, typer.Option(
+        "--range", help="Histogram range LO HI (--op histogram).")] = None,
+    var: Var = None, site: Site = None, jobs: Jobs = None, overwrite: Overwrite = None,
+    dry_run: DryRun = False, print_spec: PrintSpec = False,
+) -> None:
+    """Reduce an array along axes (one-off; same as a one-step job spec).
+
+    Example: hpcscale reduce hpcscale-demo/climate.zarr mean.zarr --op mean --axis time
+    """
+    step: dict[str, Any]
+    if op is ReduceOp.histogram:
+        step = {"histogram": bins, "range": list(value_range) if value_range else None,
+                "axis": _axes(axis)}
+    else:
+        step = {"reduce": op.value, "axis": _axes(axis), "q": q}
+    _one_off(inp, out, step, var, overwrite, site, jobs, dry_run, print_spec)
+
+
+def filter_(
+    inp: In, out: Out,
+    name: Annotated[FilterName, typer.Option("--filter", "-f", help="Filter.")],
+    sigma: Annotated[list[float] | None, typer.Option(
+        help="Gaussian sigma; one value or one per axis (repeat).")] = None,
+    size: Annotated[list[int] | None, typer.Option(
+        help="Window size; one value or one per axis (repeat).")] = None,
+    percentile: Annotated[float | None, typer.Option(help="Percentile (percentile filter).")] = None,
+    mode: Annotated[Mode, typer.Option(help="Boundary mode, as scipy.ndimage.")] = Mode.reflect,
+    cval: Annotated[float | None, typer.Option(help="Fill value for mode constant.")] = None,
+    truncate: Annotated[float | None, typer.Option(help="Gaussian truncate (in sigmas).")] = None,
+    axis: Axis = None,
+    var: Var = None, site: Site = None, jobs: Jobs = None, overwrite: Overwrite = None,
+    dry_run: DryRun = False, print_spec: PrintSpec = False,
+) -> None:
+    """Filter an image or stack (one-off; same as a one-step job spec).
+
+    Example: hpcscale filter hpcscale-demo/cells.zarr smooth.zarr --filter gaussian --sigma 2
+    """
+    def one(values: list[Any] | None) -> Any:
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else list(values)
+
+    step = {"filter": name.value, "sigma": one(sigma), "size": one(size),
+            "percentile": percentile, "mode": mode.value, "cval": cval, "truncate": truncate,
+            "axes": _axes(axis)}
+    _one_off(inp, out, step, var, overwrite, site, jobs, dry_run, print_spec)
+
+
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Where to put data and results.")]
+    = Path("hpcscale-demo"),
+    site: Annotated[str, typer.Option("--site", "-s", help="Site profile.")] = "local",
+) -> None:
+    """Generate a small climate grid and cell stack, reduce and filter them, print the outputs.
+
+    Example: hpcscale demo
+    """
+    made = sample.make_all(directory)
+    say(f"sample data in {directory}: {', '.join(p.name for p in made)}")
+    outputs = []
+    for spec in sample.demo_specs(directory):
+        prep = run.prepare(spec, site, None, overwrite=True, trust=OPTIONS.trust_profiles)
+        say(f"{spec.description} ...")
+        with ConsoleReporter() as reporter:
+            summary = _interruptible(prep, reporter)
+        outputs.append({"output": summary.output, "seconds": round(summary.seconds, 2),
+                        "description": spec.description})
+    lines = [f"{o['output']}   {o['description']} ({o['seconds']} s)" for o in outputs]
+    lines.append("open them with: python -c \"import xarray; print(xarray.open_zarr('"
+                 f"{outputs[0]['output']}'))\"")
+    result("\n".join(lines), outputs)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(submit)
+    app.command()(plan)
+    app.command()(script)
+    app.command()(reduce)
+    app.command("filter")(filter_)
+    app.command()(demo)

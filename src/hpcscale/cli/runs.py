@@ -1,0 +1,58 @@
+"""Commands that follow runs: runs, status, cancel, cleanup."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from hpcscale import runs as runlib
+from hpcscale.cli.render import result
+
+RunId = Annotated[str, typer.Argument(help="Run id (see `hpcscale runs`); a unique prefix is enough.")]
+
+
+def runs() -> None:
+    """List runs, newest last, with their state and output.
+
+    Example: hpcscale runs
+    """
+    rows = runlib.overview()
+    lines = [f"{r['run_id']:<24} {r['state']:<10} {r['site']:<12} {r['output']}" for r in rows]
+    result("\n".join(lines) or "no runs yet", rows)
+
+
+def status(run_id: RunId) -> None:
+    """State of a run and of its SLURM jobs.
+
+    Example: hpcscale status 20261122-101500-ab12cd
+    """
+    info = runlib.status(run_id)
+    lines = [f"{k:<10} {v}" for k, v in info.items() if k != "jobs"]
+    lines += [f"job {j:<8} {s}" for j, s in info.get("jobs", {}).items()]
+    result("\n".join(lines), info)
+
+
+def cancel(run_id: RunId) -> None:
+    """Cancel every SLURM job of a run.
+
+    Example: hpcscale cancel 20261122-101500-ab12cd
+    """
+    cancelled = runlib.cancel(run_id)
+    result(f"cancelled {len(cancelled)} job(s): {' '.join(cancelled) or '-'}",
+           {"cancelled": cancelled})
+
+
+def cleanup() -> None:
+    """Cancel the jobs of runs whose driver process is gone (after kill -9 or a logout).
+
+    Example: hpcscale cleanup
+    """
+    cancelled = runlib.cleanup()
+    result(f"cancelled {len(cancelled)} orphaned job(s): {' '.join(cancelled) or '-'}",
+           {"cancelled": cancelled})
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (runs, status, cancel, cleanup):
+        app.command()(fn)

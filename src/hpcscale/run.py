@@ -1,0 +1,308 @@
+"""One run: job spec + profile -> plan -> cluster -> graph -> Zarr -> summary.
+
+:func:`prepare` does everything that can fail on bad input (profile, input,
+steps, output path, plan) and submits nothing; :func:`execute` then starts
+the cluster, runs the graph and always tears the jobs down, on errors and
+Ctrl-C too.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+import dask
+
+from hpcscale import __version__, cluster, profiles, slurm, sizing
+from hpcscale.errors import RunError, SubmissionError, UsageError
+from hpcscale.io import inputs, output
+from hpcscale.jobspec import JobSpec
+from hpcscale.ops import ArrayInfo, build_graph
+from hpcscale.rundir import RunDir
+
+# How long to wait for every requested worker before computing with those that came.
+WAIT_FOR_WORKERS = 180.0
+POLL = 2.0  # seconds between squeue calls: polite to the scheduler
+
+
+class Reporter(Protocol):
+    def status(self, text: str) -> None: ...
+    def progress(self, done: int, total: int) -> None: ...
+    def info(self, text: str) -> None: ...
+
+
+class Silent:
+    def status(self, text: str) -> None:
+        pass
+
+    def progress(self, done: int, total: int) -> None:
+        pass
+
+    def info(self, text: str) -> None:
+        pass
+
+
+@dataclass
+class Prepared:
+    spec: JobSpec
+    profile: profiles.SiteProfile
+    source: inputs.InputArray
+    result: Any  # dask array
+    info: ArrayInfo
+    plan: sizing.Plan
+    trusted: bool = False
+    profile_files: tuple[Path, ...] = ()
+
+
+@dataclass
+class Summary:
+    run_id: str
+    run_dir: str
+    site: str
+    output: str
+    seconds: float
+    bytes_in: int
+    bytes_out: int
+    jobs: list[str] = field(default_factory=list)
+    workers: int = 0
+    nodes: list[str] = field(default_factory=list)
+    lost_jobs: list[str] = field(default_factory=list)
+
+
+def choose_site(site: str | None, spec: JobSpec | None = None) -> str:
+    """The site to use: the option, the spec's hint, $HPCSCALE_SITE, else local if no SLURM."""
+    chosen = site or (spec.run.site if spec else None) or os.environ.get("HPCSCALE_SITE")
+    if chosen:
+        return chosen
+    if slurm.available():
+        known = ", ".join(sorted(profiles.discover()))
+        raise UsageError(
+            f"SLURM is available here: name a site with --site (known: {known}); "
+            "use --site local to run on this machine"
+        )
+    return "local"
+
+
+def prepare(
+    spec: JobSpec, site: str | None = None, jobs: int | str | None = None, *,
+    overwrite: bool | None = None, trust: bool = False,
+) -> Prepared:
+    """Validate everything about a run and plan it; submits and writes nothing."""
+    resolved = profiles.load(choose_site(site, spec), trust=trust)
+    source = inputs.open_input(spec.input.path, spec.input.var)
+    info = ArrayInfo.of(source.data, source.dims)
+    result, out_info = build_graph(source.data, info, spec.steps)
+    output.check_output(spec.output.path, overwrite=_overwrite(spec, overwrite))
+    workload = _workload(spec, info, out_info)
+    requested = jobs if jobs is not None else spec.run.jobs
+    plan = sizing.plan(resolved.profile, workload, requested)
+    return Prepared(spec, resolved.profile, source, result, out_info, plan, trust,
+                    resolved.files)
+
+
+def _overwrite(spec: JobSpec, flag: bool | None) -> bool:
+    return spec.output.overwrite if flag is None else flag
+
+
+def _workload(spec: JobSpec, info: ArrayInfo, out: ArrayInfo) -> sizing.Workload:
+    halo = [0] * len(info.shape)
+    for step in spec.steps:
+        for axis, depth in enumerate(step.halo(info)[: len(halo)]):
+            halo[axis] += depth
+    largest = [max(c) + 2 * h for c, h in zip(info.chunks, halo, strict=True)]
+    itemsize = max(info.dtype.itemsize, 8)  # filters and means work in float64
+    return sizing.Workload(
+        chunks=math.prod(len(c) for c in info.chunks),
+        chunk_bytes=math.prod(largest) * itemsize,
+        bytes_in=math.prod(info.shape) * info.dtype.itemsize,
+        bytes_out=math.prod(out.shape) * out.dtype.itemsize,
+        output_chunks=math.prod(len(c) for c in out.chunks) if out.chunks else 1,
+    )
+
+
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP (logout) raise KeyboardInterrupt, so the jobs are
+    torn down and the exit code says the run was interrupted.
+
+    SIGINT is set too because importing dask_jobqueue replaces its handler
+    with ``sys.exit()``, which would end an interrupted run with exit code 0.
+    """
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def execute(prep: Prepared, reporter: Reporter | None = None) -> Summary:
+    """Run a prepared job: start the cluster, compute, write, always clean up."""
+    reporter = reporter or Silent()
+    rundir = RunDir.create(prep.spec, prep.profile, prep.plan, trusted=prep.trusted,
+                           profile_files=prep.profile_files)
+    job_name = f"hpcscale-{rundir.run_id}"
+    t0 = time.monotonic()
+    summary = Summary(
+        rundir.run_id, str(rundir.path), prep.profile.name, prep.spec.output.path, 0.0,
+        prep.plan.workload.bytes_in, prep.plan.workload.bytes_out,
+    )
+    rundir.update(state="starting")
+    try:
+        with _signals_raise(), cluster.start(
+            prep.profile, jobs=prep.plan.jobs, job_name=job_name, run_dir=rundir.path,
+        ) as (clus, client):
+            rundir.update(state="pending", scheduler=client.scheduler.address,
+                          dashboard=_dashboard(client))
+            reporter.info(f"run {rundir.run_id}: dashboard {_dashboard(client)}")
+            expected = prep.plan.jobs * prep.plan.workers_per_job
+            _wait_for_workers(client, clus, expected, reporter, rundir)
+            rundir.update(state="running")
+            _compute(prep, client, reporter)
+            summary.jobs = _job_ids(clus)
+            workers = client.scheduler_info(n_workers=-1)["workers"].values()
+            summary.workers = len(workers)
+            summary.nodes = sorted({w.get("host", "") for w in workers})
+        rundir.update(state="done")
+    except KeyboardInterrupt:
+        rundir.update(state="cancelled")
+        raise
+    except Exception as err:
+        rundir.update(state="failed", error=str(err))
+        raise
+    finally:
+        _leave_nothing_queued(job_name)
+        summary.seconds = time.monotonic() - t0
+        rundir.write_json("summary.json", summary.__dict__)
+    return summary
+
+
+def _dashboard(client: Any) -> str:
+    return str(client.dashboard_link) if client.dashboard_link else ""
+
+
+def _job_ids(clus: Any) -> list[str]:
+    jobs = getattr(clus, "workers", {})
+    return sorted(str(j.job_id) for j in jobs.values() if getattr(j, "job_id", None))
+
+
+def _wait_for_workers(
+    client: Any, clus: Any, expected: int, reporter: Reporter, rundir: RunDir
+) -> None:
+    deadline = time.monotonic() + WAIT_FOR_WORKERS
+    slurm_jobs = hasattr(clus, "job_cls")
+    while True:
+        connected = len(client.scheduler_info(n_workers=-1)["workers"])
+        ids = _job_ids(clus) if slurm_jobs else []
+        states = slurm.queue(ids) if ids else {}
+        pending = [s for s in states.values() if s.state == "PENDING"]
+        running = [s for s in states.values() if s.state == "RUNNING"]
+        if ids:
+            rundir.update(jobs={i: (states[i].state if i in states else "GONE") for i in ids})
+            reasons = sorted({s.reason for s in pending if s.reason not in ("None", "")})
+            why = f" ({', '.join(reasons)})" if reasons else ""
+            reporter.status(f"jobs: {len(pending)} pending{why}, {len(running)} running; "
+                            f"workers: {connected}/{expected} connected")
+        else:
+            reporter.status(f"workers: {connected}/{expected} connected")
+        if connected >= expected:
+            return
+        if ids and not states and not connected:
+            raise SubmissionError(
+                f"all {len(ids)} worker job(s) ended without a worker connecting: "
+                f"{_last_error(rundir.path / 'logs')}"
+            )
+        if time.monotonic() > deadline:
+            if connected:
+                reporter.info(f"{connected}/{expected} workers after {WAIT_FOR_WORKERS:.0f} s; "
+                              "computing with those")
+                return
+            detail = "; ".join(f"job {s.job_id} {s.state} ({s.reason})" for s in states.values())
+            raise SubmissionError(
+                f"no worker connected within {WAIT_FOR_WORKERS:.0f} s: "
+                f"{detail or 'the jobs left the queue without starting a worker'}; "
+                f"see the logs in {rundir.path / 'logs'}"
+            )
+        time.sleep(POLL if ids else 0.2)
+
+
+def _last_error(logs: Path) -> str:
+    """The last top-level error line of the worker logs, for a one-line message."""
+    for err in sorted(logs.glob("*.err")):
+        lines = [ln for ln in err.read_text(errors="replace").splitlines()
+                 if ln and not ln[0].isspace() and ("Error" in ln or "error" in ln)]
+        if lines:
+            return f"{lines[-1].strip()} (log: {err})"
+    return f"no error in the worker logs (see {logs})"
+
+
+def _compute(prep: Prepared, client: Any, reporter: Reporter) -> None:
+    provenance = {
+        "steps": [s.to_table() for s in prep.spec.steps],
+        "input": str(prep.spec.input.path),
+        "input_var": prep.spec.input.var,
+        "site": prep.profile.name,
+        "hpcscale_version": __version__,
+    }
+    name = prep.spec.output.name or prep.spec.input.var or "result"
+    write = output.write_zarr(
+        prep.result, path=prep.spec.output.path, name=name, dims=prep.info.dims,
+        coords=prep.source.coords,
+        attrs=prep.source.attrs, provenance=provenance,
+        overwrite=_overwrite(prep.spec, None), zarr_format=prep.spec.output.zarr_format,
+        compute=False,
+    )
+    with dask.config.set({"distributed.scheduler.work-stealing": True}):
+        future = client.compute(write.delayed)
+        _follow(client, future, reporter)
+        future.result()
+    write.finalize()
+
+
+def _follow(client: Any, future: Any, reporter: Reporter) -> None:
+    """Report progress from the scheduler's task states until ``future`` is done."""
+    total = 0
+    while not future.done():
+        remaining = client.run_on_scheduler(_remaining_tasks)
+        total = max(total, remaining)
+        reporter.progress(total - remaining, total)
+        time.sleep(0.5)
+    if future.status == "error":
+        err = future.exception()
+        raise RunError(f"computation failed: {type(err).__name__}: {err}")
+    reporter.progress(total, total)
+
+
+def _remaining_tasks(dask_scheduler: Any = None) -> int:
+    states = ("released", "waiting", "queued", "processing", "no-worker")
+    return sum(1 for ts in dask_scheduler.tasks.values() if ts.state in states)
+
+
+def _leave_nothing_queued(job_name: str, timeout: float = 30.0) -> None:
+    """After the cluster closed: cancel any job of this run still queued and wait
+    (bounded) until SLURM has let them go, so none is left in squeue."""
+    if not slurm.available():
+        return
+    deadline = time.monotonic() + timeout
+    try:
+        left = slurm.queue(name=job_name)
+        if left:
+            slurm.cancel(left)
+        while left and time.monotonic() < deadline:
+            time.sleep(0.5)
+            left = slurm.queue(name=job_name)
+    except SubmissionError:
+        pass  # squeue unreachable: dask-jobqueue has already cancelled what it started

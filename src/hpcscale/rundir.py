@@ -1,0 +1,99 @@
+"""The run directory: everything needed to follow, debug or clean up a run.
+
+``<runs>/<run id>/`` (mode 0700) holds the job spec copy, the resolved
+profile, the plan, ``state.json`` (state, scheduler address, SLURM job ids),
+the worker logs, the TLS credentials and ``summary.json``. ``<runs>`` is
+``$HPCSCALE_RUNS_DIR`` or the user's state directory (on a shared home, so
+compute nodes can read the credentials).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import platformdirs
+
+if TYPE_CHECKING:
+    from hpcscale.jobspec import JobSpec
+    from hpcscale.profiles import SiteProfile
+    from hpcscale.sizing import Plan
+
+
+def runs_dir() -> Path:
+    override = os.environ.get("HPCSCALE_RUNS_DIR")
+    if override:
+        return Path(override).expanduser()
+    return Path(platformdirs.user_state_dir("hpcscale")) / "runs"
+
+
+def _dask_config_files() -> list[str]:
+    import dask.config
+
+    found = []
+    for directory in dask.config.paths:
+        p = Path(directory)
+        if p.is_dir():
+            found += [str(f) for f in sorted(p.glob("*.y*ml"))]
+        elif p.is_file():
+            found.append(str(p))
+    return found
+
+
+@dataclass(frozen=True)
+class RunDir:
+    run_id: str
+    path: Path
+
+    @classmethod
+    def create(
+        cls, spec: JobSpec, profile: SiteProfile, plan: Plan, *, trusted: bool = False,
+        profile_files: tuple[Path, ...] = (),
+    ) -> RunDir:
+        base = runs_dir()
+        base.mkdir(parents=True, exist_ok=True)
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        path = base / run_id
+        path.mkdir(mode=0o700)
+        os.chmod(path, 0o700)
+        rd = cls(run_id, path)
+        (path / "jobspec.toml").write_text(spec.to_toml(), encoding="utf-8")
+        rd.write_json("profile.json", profile.model_dump(mode="json"))
+        (path / "plan.txt").write_text("\n".join(plan.lines()) + "\n", encoding="utf-8")
+        rd.write_json("config-files.json", {
+            "profiles": [str(p) for p in profile_files],
+            "dask": _dask_config_files(),
+            "trusted_profiles": trusted,
+        })
+        rd.update(run_id=run_id, state="created", created=time.time(), pid=os.getpid(),
+                  host=os.uname().nodename, site=profile.name, output=spec.output.path)
+        return rd
+
+    def write_json(self, name: str, data: Any) -> None:
+        tmp = self.path / f".{name}.tmp"
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+        tmp.replace(self.path / name)
+
+    def state(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads((self.path / "state.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data
+
+    def update(self, **changes: Any) -> None:
+        state = self.state()
+        state.update(changes, updated=time.time())
+        self.write_json("state.json", state)
+
+
+def list_runs() -> list[RunDir]:
+    base = runs_dir()
+    if not base.is_dir():
+        return []
+    return [RunDir(p.name, p) for p in sorted(base.iterdir()) if (p / "state.json").exists()]
