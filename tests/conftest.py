@@ -82,12 +82,18 @@ def testbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         pytest.skip(f"SLURM testbed not up: {problem}")
     monkeypatch.setenv("SLURM_CONF", str(TESTBED_CONF))
     yield TESTBED_CONF
-    # No test may leave a job behind.
-    left = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True,
-                          check=False, env=dict(os.environ, SLURM_CONF=str(TESTBED_CONF)))
+    # No test may leave a job behind: look for the jobs of this test's runs
+    # (named hpcscale-<run id>), whatever else shares the testbed.
+    runs = Path(os.environ["HPCSCALE_RUNS_DIR"])
+    names = [f"hpcscale-{p.name}" for p in runs.iterdir()] if runs.is_dir() else []
+    if not names:
+        return
+    env = dict(os.environ, SLURM_CONF=str(TESTBED_CONF))
+    left = subprocess.run(["squeue", "-h", "-o", "%i %j %T", "--name=" + ",".join(names)],
+                          capture_output=True, text=True, check=False, env=env)
     if left.stdout.strip():
         subprocess.run(["scancel", *[ln.split()[0] for ln in left.stdout.splitlines()]],
-                       check=False, env=dict(os.environ, SLURM_CONF=str(TESTBED_CONF)))
+                       check=False, env=env)
         pytest.fail(f"jobs left in squeue after the test: {left.stdout.strip()}")
 
 

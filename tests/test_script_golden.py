@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_profile
 
+from conftest import write_profile
 from hpcscale import cluster, profiles
 
 GOLDEN = Path(__file__).parent / "golden"

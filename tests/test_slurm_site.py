@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write_profile
 
+from conftest import write_profile
 from hpcscale import profiles
 
 pytestmark = pytest.mark.slurm
@@ -50,11 +50,14 @@ def test_site_init_from_sinfo(testbed: Path, cli, user_sites: Path) -> None:  # 
     assert p is not None
     assert p.partition == "short"
     assert p.walltime == 60  # the partition's MaxTime, below the 1 h default
-    assert p.cores == 2 and p.memory == 4000 * 1024**2  # what the testbed's nodes report
+    assert p.cores == 2
+    assert p.memory == 4000 * 1024**2
     assert p.interface == "hpcsbr0"
     # never replaced without --force
     r = cli("site", "init", "mine", "--partition", "debug")
-    assert r.code == 2 and "exists; pass --force" in r.err
+    assert r.code == 2
+    assert "exists; pass --force" in r.err
     r = cli("site", "init", "x", "--partition", "nosuch")
-    assert r.code == 2 and "--partition 'nosuch': no such partition" in r.err
+    assert r.code == 2
+    assert "--partition 'nosuch': no such partition" in r.err
     assert cli("site", "check", "mine").code == 0

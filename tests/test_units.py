@@ -26,7 +26,7 @@ def test_parse_bytes_exact(text: str | int, expected: int) -> None:
 
 @pytest.mark.parametrize("bad", ["4G", "4", "4 GiBs", "-1GB", "GB", "", "1.5B", 0, True])
 def test_parse_bytes_refuses_ambiguous(bad: str | int) -> None:
-    with pytest.raises(ValueError, match="expected|not a positive"):
+    with pytest.raises(ValueError, match=r"expected|not a positive"):
         units.parse_bytes(bad)
 
 
@@ -58,7 +58,7 @@ def test_parse_walltime(text: str | int, seconds: int) -> None:
 
 @pytest.mark.parametrize("bad", ["1h", "00:00:00", "abc", "1:2:3:4", "", 0, -5])
 def test_parse_walltime_refuses(bad: str | int) -> None:
-    with pytest.raises(ValueError, match="walltime|positive"):
+    with pytest.raises(ValueError, match=r"walltime|positive"):
         units.parse_walltime(bad)
 
 

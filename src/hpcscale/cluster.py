@@ -20,8 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dask_jobqueue import SLURMCluster
-from dask_jobqueue.slurm import SLURMJob
+from dask_jobqueue.slurm import SLURMCluster, SLURMJob
 from distributed import Client, LocalCluster
 
 from hpcscale import units
@@ -33,11 +32,11 @@ PLACEHOLDER_SCHEDULER = "tcp://<scheduler-address>:8786"
 DEATH_TIMEOUT = 60
 
 
-class HpcscaleSLURMJob(SLURMJob):  # type: ignore[misc]
+class HpcscaleSLURMJob(SLURMJob):
     """SLURMJob with exact memory and an ``exec``-ed worker."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
         self._command_template = "exec " + self._command_template
 
     @property
@@ -45,7 +44,7 @@ class HpcscaleSLURMJob(SLURMJob):  # type: ignore[misc]
         return str(int(self.worker_memory // self.worker_processes))
 
 
-class HpcscaleSLURMCluster(SLURMCluster):  # type: ignore[misc]
+class HpcscaleSLURMCluster(SLURMCluster):
     job_cls = HpcscaleSLURMJob
 
 
@@ -102,7 +101,7 @@ def job_script(
     # so the two lines it would add are added here instead.
     log_dir = kwargs.pop("log_directory")
     job = HpcscaleSLURMJob(PLACEHOLDER_SCHEDULER, name="dummy-name", **kwargs)
-    script: str = job.job_script()
+    script: str = job.job_script()  # type: ignore[no-untyped-call]
     if log_dir is not None:
         # Same lines dask-jobqueue writes when it has a log directory.
         header = f"#SBATCH -e {log_dir}/{job_name}-%J.err\n#SBATCH -o {log_dir}/{job_name}-%J.out\n"
@@ -128,7 +127,7 @@ def start(
     """
     cluster: Any
     if profile.kind == "local":
-        cluster = LocalCluster(**local_kwargs(profile, jobs))
+        cluster = LocalCluster(**local_kwargs(profile, jobs))  # type: ignore[no-untyped-call]
     else:
         assert profile.slurm is not None  # kind == "slurm" guarantees it (validated)
         logs = run_dir / "logs"
@@ -149,7 +148,7 @@ def start(
         cluster = HpcscaleSLURMCluster(**kwargs)
         cluster.scale(jobs=jobs)
     try:
-        with Client(cluster) as client:
+        with Client(cluster) as client:  # type: ignore[no-untyped-call]
             yield cluster, client
     finally:
         cluster.close()

@@ -163,7 +163,7 @@ class SiteProfile(BaseModel):
 
 
 _TOP_KEYS = ("name", "description", "extends", "kind", "slurm", "local")
-_TABLES = {"slurm": SlurmSettings, "local": LocalSettings}
+_TABLES: dict[str, type[BaseModel]] = {"slurm": SlurmSettings, "local": LocalSettings}
 
 
 @dataclass(frozen=True)
@@ -266,7 +266,7 @@ def _check_keys(data: Mapping[str, Any], path: Path) -> None:
         if key in _TABLES:
             if not isinstance(value, dict):
                 raise ProfileError(f"profile {path}: [{key}] must be a table, got {value!r}")
-            valid = _TABLES[key].model_fields
+            valid = list(_TABLES[key].model_fields)
             for sub in value:
                 if sub not in valid:
                     raise ProfileError(
@@ -275,25 +275,18 @@ def _check_keys(data: Mapping[str, Any], path: Path) -> None:
                     )
 
 
-def _pydantic_message(err: ValidationError, path: Path, data: Mapping[str, Any]) -> str:
+def _pydantic_message(err: ValidationError, path: Path) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
-    value: Any = data
-    for part in first["loc"]:
-        if isinstance(value, Mapping) and part in value:
-            value = value[part]
-        elif isinstance(value, list | tuple) and isinstance(part, int) and part < len(value):
-            value = value[part]
-        else:
-            value = first.get("input")
-            break
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "string_pattern_mismatch":
         msg = "contains characters that are not allowed " + _PATTERN_HELP.get(
             loc.split(".")[-1], ""
         )
+    if first["type"] == "missing":
+        return f"profile {path}: key {loc} is required"
     where = f" key {loc}" if loc else ""
-    return f"profile {path}:{where} = {value!r}: {msg}"
+    return f"profile {path}:{where} = {first.get('input')!r}: {msg}"
 
 
 _PATTERN_HELP = {
@@ -375,7 +368,7 @@ def load(
         first = err.errors()[0]["loc"]
         key = ".".join(str(p) for p in first if not isinstance(p, int))
         blame = sources.get(key, named_path)
-        raise ProfileError(_pydantic_message(err, blame, merged)) from err
+        raise ProfileError(_pydantic_message(err, blame)) from err
     return ResolvedProfile(profile, tuple(p for p, _ in chain), sources)
 
 

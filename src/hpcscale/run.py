@@ -21,11 +21,11 @@ from typing import Any, Protocol
 
 import dask
 
-from hpcscale import __version__, cluster, profiles, slurm, sizing
+from hpcscale import __version__, cluster, profiles, sizing, slurm
 from hpcscale.errors import RunError, SubmissionError, UsageError
 from hpcscale.io import inputs, output
 from hpcscale.jobspec import JobSpec
-from hpcscale.ops import ArrayInfo, build_graph
+from hpcscale.ops import ArrayInfo, build_graph, resolve_steps
 from hpcscale.rundir import RunDir
 
 # How long to wait for every requested worker before computing with those that came.
@@ -113,15 +113,22 @@ def _overwrite(spec: JobSpec, flag: bool | None) -> bool:
 
 
 def _workload(spec: JobSpec, info: ArrayInfo, out: ArrayInfo) -> sizing.Workload:
-    halo = [0] * len(info.shape)
-    for step in spec.steps:
-        for axis, depth in enumerate(step.halo(info)[: len(halo)]):
-            halo[axis] += depth
-    largest = [max(c) + 2 * h for c, h in zip(info.chunks, halo, strict=True)]
-    itemsize = max(info.dtype.itemsize, 8)  # filters and means work in float64
+    """Measure the graph: the widest stage's task count and the largest block a
+    task holds (its step's own blocks, after any rechunking, plus the halo)."""
+    tasks = math.prod(len(c) for c in info.chunks)
+    largest = 0
+    step_in = info
+    for step, step_out in zip(spec.steps, resolve_steps(info, spec.steps), strict=True):
+        blocks = step.input_chunks(step_in)
+        halo = step.halo(step_in)
+        extent = [max(c) + 2 * h for c, h in zip(blocks, halo, strict=True)]
+        itemsize = max(step_in.dtype.itemsize, 8)  # filters and means work in float64
+        largest = max(largest, math.prod(extent) * itemsize)
+        tasks = max(tasks, math.prod(len(c) for c in blocks))
+        step_in = step_out
     return sizing.Workload(
-        chunks=math.prod(len(c) for c in info.chunks),
-        chunk_bytes=math.prod(largest) * itemsize,
+        chunks=tasks,
+        chunk_bytes=largest,
         bytes_in=math.prod(info.shape) * info.dtype.itemsize,
         bytes_out=math.prod(out.shape) * out.dtype.itemsize,
         output_chunks=math.prod(len(c) for c in out.chunks) if out.chunks else 1,
@@ -165,7 +172,7 @@ def execute(prep: Prepared, reporter: Reporter | None = None) -> Summary:
         with _signals_raise(), cluster.start(
             prep.profile, jobs=prep.plan.jobs, job_name=job_name, run_dir=rundir.path,
         ) as (clus, client):
-            rundir.update(state="pending", scheduler=client.scheduler.address,
+            rundir.update(state="pending", scheduler=clus.scheduler_address,
                           dashboard=_dashboard(client))
             reporter.info(f"run {rundir.run_id}: dashboard {_dashboard(client)}")
             expected = prep.plan.jobs * prep.plan.workers_per_job

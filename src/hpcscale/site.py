@@ -42,7 +42,8 @@ def check(profile: profiles.SiteProfile) -> list[Finding]:
             continue
         findings.append(Finding(part.state == "UP", f"partition {name} exists, state {part.state}"))
         members = [all_nodes[n] for n in part.nodes if n in all_nodes]
-        fitting = [n for n in members if n.cpus >= s.cores and n.memory >= units.slurm_mem_bytes(s.memory)]
+        need = units.slurm_mem_bytes(s.memory)
+        fitting = [n for n in members if n.cpus >= s.cores and n.memory >= need]
         if members and not fitting:
             biggest = max(members, key=lambda n: (n.memory, n.cpus))
             findings.append(Finding(False, (

@@ -97,7 +97,7 @@ def parse_walltime(text: str | int) -> int:
     fields = [int(x) for x in (a, b, c) if x is not None]
     if days is not None:
         # D-HH, D-HH:MM, D-HH:MM:SS
-        h, m, s = (fields + [0, 0])[:3]
+        h, m, s = [*fields, 0, 0][:3]
         seconds = int(days) * 86400 + h * 3600 + m * 60 + s
     elif len(fields) == 1:
         seconds = fields[0] * 60

@@ -100,7 +100,7 @@ class ReduceOp(StrEnum):
     var = "var"
     min = "min"
     max = "max"
-    count = "count"
+    count_ = "count"  # `count` would shadow str.count
     nansum = "nansum"
     nanmean = "nanmean"
     nanstd = "nanstd"
@@ -193,7 +193,8 @@ def filter_(
         help="Gaussian sigma; one value or one per axis (repeat).")] = None,
     size: Annotated[list[int] | None, typer.Option(
         help="Window size; one value or one per axis (repeat).")] = None,
-    percentile: Annotated[float | None, typer.Option(help="Percentile (percentile filter).")] = None,
+    percentile: Annotated[float | None, typer.Option(
+        help="Percentile (percentile filter).")] = None,
     mode: Annotated[Mode, typer.Option(help="Boundary mode, as scipy.ndimage.")] = Mode.reflect,
     cval: Annotated[float | None, typer.Option(help="Fill value for mode constant.")] = None,
     truncate: Annotated[float | None, typer.Option(help="Gaussian truncate (in sigmas).")] = None,
@@ -203,7 +204,8 @@ def filter_(
 ) -> None:
     """Filter an image or stack (one-off; same as a one-step job spec).
 
-    Example: hpcscale filter hpcscale-demo/cells.zarr smooth.zarr --filter gaussian --sigma 2
+    Example:
+    hpcscale filter hpcscale-demo/cells.zarr smooth.zarr --filter gaussian --sigma 2
     """
     def one(values: list[Any] | None) -> Any:
         if not values:

@@ -81,9 +81,9 @@ class ConsoleReporter:
             self.compute_started = now
         elapsed = max(now - self.compute_started, 1e-6)
         rate = done / elapsed
-        eta = (total - done) / rate if rate > 0 else float("nan")
+        eta = (total - done) / rate if rate > 0 else None
         width = 30
         filled = int(width * done / total) if total else width
         bar = "#" * filled + "-" * (width - filled)
-        eta_text = f"ETA {eta:4.0f}s" if eta == eta else "ETA   ?"
+        eta_text = f"ETA {eta:4.0f}s" if eta is not None else "ETA   ?"
         self._show(f"computing [{bar}] {done}/{total} tasks  {rate:6.1f} tasks/s  {eta_text}")

@@ -9,7 +9,8 @@ import typer
 from hpcscale import runs as runlib
 from hpcscale.cli.render import result
 
-RunId = Annotated[str, typer.Argument(help="Run id (see `hpcscale runs`); a unique prefix is enough.")]
+RunId = Annotated[str, typer.Argument(
+    help="Run id (see `hpcscale runs`); a unique prefix is enough.")]
 
 
 def runs() -> None:
