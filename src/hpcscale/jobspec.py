@@ -47,6 +47,8 @@ class OutputSpec(BaseModel):
     name: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$")
     zarr_format: Literal[2, 3] = 3
     overwrite: bool = False
+    # Zarr v3 shard shape, a whole multiple of the output chunks (for very many chunks)
+    shards: list[int] | None = Field(None, min_length=1)
 
 
 class RunSpec(BaseModel):

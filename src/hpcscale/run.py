@@ -25,7 +25,7 @@ from hpcscale import __version__, cluster, profiles, sizing, slurm
 from hpcscale.errors import RunError, SubmissionError, UsageError
 from hpcscale.io import inputs, output
 from hpcscale.jobspec import JobSpec
-from hpcscale.ops import ArrayInfo, build_graph, resolve_steps
+from hpcscale.ops import BIN_DIM, ArrayInfo, Histogram, build_graph, resolve_steps
 from hpcscale.rundir import RunDir
 
 # How long to wait for every requested worker before computing with those that came.
@@ -264,19 +264,32 @@ def _compute(prep: Prepared, client: Any, reporter: Reporter) -> None:
         "site": prep.profile.name,
         "hpcscale_version": __version__,
     }
-    name = prep.spec.output.name or prep.spec.input.var or "result"
+    var = (prep.spec.input.var or "").rsplit("/", 1)[-1]  # a nested var names its leaf
+    name = prep.spec.output.name or var or "result"
+    shards = prep.spec.output.shards
     write = output.write_zarr(
         prep.result, path=prep.spec.output.path, name=name, dims=prep.info.dims,
-        coords=prep.source.coords,
-        attrs=prep.source.attrs, provenance=provenance,
+        coords=_coords(prep), attrs=prep.source.attrs, provenance=provenance,
         overwrite=_overwrite(prep.spec, None), zarr_format=prep.spec.output.zarr_format,
-        compute=False,
+        shards=tuple(shards) if shards else None, compute=False,
     )
     with dask.config.set({"distributed.scheduler.work-stealing": True}):
         future = client.compute(write.delayed)
         _follow(client, future, reporter)
         future.result()
     write.finalize()
+
+
+def _coords(prep: Prepared) -> dict[str, Any]:
+    """The input's coordinates, plus bin centres and bounds for a histogram's ``bin`` dim."""
+    coords: dict[str, Any] = dict(prep.source.coords)
+    last = prep.spec.steps[-1]
+    if isinstance(last, Histogram) and BIN_DIM in prep.info.dims:
+        edges = last.bin_edges()
+        coords[BIN_DIM] = last.bin_centers()
+        coords["bin_lower"] = (BIN_DIM, edges[:-1])
+        coords["bin_upper"] = (BIN_DIM, edges[1:])
+    return coords
 
 
 def _follow(client: Any, future: Any, reporter: Reporter) -> None:

@@ -141,6 +141,8 @@ Axis = Annotated[list[str] | None, typer.Option("--axis", "-a",
                                                 help="Axis name or number; repeat for several.")]
 PrintSpec = Annotated[bool, typer.Option("--print-spec",
                                          help="Print the equivalent job spec and exit.")]
+ZarrFormat = Annotated[int, typer.Option("--zarr-format", min=2, max=3,
+                                         help="Zarr format of the output (2 or 3).")]
 
 
 def _axes(values: list[str] | None) -> list[int | str] | None:
@@ -151,9 +153,9 @@ def _axes(values: list[str] | None) -> list[int | str] | None:
 
 def _one_off(inp: str, out: str, step: dict[str, Any], var: str | None,
              overwrite: bool | None, site: str | None, jobs: str | None,
-             dry_run: bool, print_spec: bool) -> None:
+             dry_run: bool, print_spec: bool, zarr_format: int) -> None:
     spec = jobspec.one_step(inp, out, {k: v for k, v in step.items() if v is not None},
-                            var=var, overwrite=bool(overwrite))
+                            var=var, overwrite=bool(overwrite), zarr_format=zarr_format)
     if print_spec:
         result(spec.to_toml().rstrip("\n"), {"spec": spec.to_toml()})
         return
@@ -171,7 +173,7 @@ def reduce(
     value_range: Annotated[tuple[float, float] | None, typer.Option(
         "--range", help="Histogram range LO HI (--op histogram).")] = None,
     var: Var = None, site: Site = None, jobs: Jobs = None, overwrite: Overwrite = None,
-    dry_run: DryRun = False, print_spec: PrintSpec = False,
+    dry_run: DryRun = False, print_spec: PrintSpec = False, zarr_format: ZarrFormat = 3,
 ) -> None:
     """Reduce an array along axes (one-off; same as a one-step job spec).
 
@@ -183,7 +185,7 @@ def reduce(
                 "axis": _axes(axis)}
     else:
         step = {"reduce": op.value, "axis": _axes(axis), "q": q}
-    _one_off(inp, out, step, var, overwrite, site, jobs, dry_run, print_spec)
+    _one_off(inp, out, step, var, overwrite, site, jobs, dry_run, print_spec, zarr_format)
 
 
 def filter_(
@@ -200,7 +202,7 @@ def filter_(
     truncate: Annotated[float | None, typer.Option(help="Gaussian truncate (in sigmas).")] = None,
     axis: Axis = None,
     var: Var = None, site: Site = None, jobs: Jobs = None, overwrite: Overwrite = None,
-    dry_run: DryRun = False, print_spec: PrintSpec = False,
+    dry_run: DryRun = False, print_spec: PrintSpec = False, zarr_format: ZarrFormat = 3,
 ) -> None:
     """Filter an image or stack (one-off; same as a one-step job spec).
 
@@ -215,7 +217,7 @@ def filter_(
     step = {"filter": name.value, "sigma": one(sigma), "size": one(size),
             "percentile": percentile, "mode": mode.value, "cval": cval, "truncate": truncate,
             "axes": _axes(axis)}
-    _one_off(inp, out, step, var, overwrite, site, jobs, dry_run, print_spec)
+    _one_off(inp, out, step, var, overwrite, site, jobs, dry_run, print_spec, zarr_format)
 
 
 def demo(
