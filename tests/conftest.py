@@ -13,7 +13,13 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis  # noqa: F401  (see below)
 import pytest
+
+# hypothesis' pytest plugin imports hypothesis lazily at the end of a session
+# that did not use it; on CPython 3.11.7 that late ast.parse can fail with
+# "AST constructor recursion depth mismatch" after distributed has run.
+# Importing it here, at collection, avoids the late parse.
 
 TESTBED_CONF = Path("/var/lib/hpcscale-testbed/etc/slurm.conf")
 REPO = Path(__file__).resolve().parents[1]

@@ -12,12 +12,13 @@ import math
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import dask
 
@@ -31,6 +32,7 @@ from hpcscale.rundir import RunDir
 # How long to wait for every requested worker before computing with those that came.
 WAIT_FOR_WORKERS = 180.0
 POLL = 2.0  # seconds between squeue calls: polite to the scheduler
+LAPTOP_PORT = 8787  # where the ssh line puts the dashboard on the user's laptop
 
 
 class Reporter(Protocol):
@@ -58,6 +60,7 @@ class Prepared:
     result: Any  # dask array
     info: ArrayInfo
     plan: sizing.Plan
+    overwrite: bool = False
     trusted: bool = False
     profile_files: tuple[Path, ...] = ()
 
@@ -100,16 +103,13 @@ def prepare(
     source = inputs.open_input(spec.input.path, spec.input.var)
     info = ArrayInfo.of(source.data, source.dims)
     result, out_info = build_graph(source.data, info, spec.steps)
-    output.check_output(spec.output.path, overwrite=_overwrite(spec, overwrite))
+    replace = spec.output.overwrite if overwrite is None else overwrite
+    output.check_output(spec.output.path, overwrite=replace)
     workload = _workload(spec, info, out_info)
     requested = jobs if jobs is not None else spec.run.jobs
     plan = sizing.plan(resolved.profile, workload, requested)
-    return Prepared(spec, resolved.profile, source, result, out_info, plan, trust,
+    return Prepared(spec, resolved.profile, source, result, out_info, plan, replace, trust,
                     resolved.files)
-
-
-def _overwrite(spec: JobSpec, flag: bool | None) -> bool:
-    return spec.output.overwrite if flag is None else flag
 
 
 def _workload(spec: JobSpec, info: ArrayInfo, out: ArrayInfo) -> sizing.Workload:
@@ -156,11 +156,17 @@ def _signals_raise() -> Iterator[None]:
             signal.signal(s, h)
 
 
-def execute(prep: Prepared, reporter: Reporter | None = None) -> Summary:
-    """Run a prepared job: start the cluster, compute, write, always clean up."""
+def execute(
+    prep: Prepared, reporter: Reporter | None = None, run_dir: RunDir | None = None
+) -> Summary:
+    """Run a prepared job: start the cluster, compute, write, always clean up.
+
+    ``run_dir``: an existing run directory to use (a batch run's, adopted by its
+    driver); by default a new one is made.
+    """
     reporter = reporter or Silent()
-    rundir = RunDir.create(prep.spec, prep.profile, prep.plan, trusted=prep.trusted,
-                           profile_files=prep.profile_files)
+    rundir = run_dir or RunDir.create(prep.spec, prep.profile, prep.plan,
+                                      trusted=prep.trusted, profile_files=prep.profile_files)
     job_name = f"hpcscale-{rundir.run_id}"
     t0 = time.monotonic()
     summary = Summary(
@@ -172,9 +178,14 @@ def execute(prep: Prepared, reporter: Reporter | None = None) -> Summary:
         with _signals_raise(), cluster.start(
             prep.profile, jobs=prep.plan.jobs, job_name=job_name, run_dir=rundir.path,
         ) as (clus, client):
+            link = _dashboard(client)
+            forward = ssh_forward(link)
             rundir.update(state="pending", scheduler=clus.scheduler_address,
-                          dashboard=_dashboard(client))
-            reporter.info(f"run {rundir.run_id}: dashboard {_dashboard(client)}")
+                          dashboard=link, forward=forward)
+            reporter.info(f"run {rundir.run_id}: dashboard {link}")
+            if forward:
+                reporter.info(f"  from your laptop: {forward}  "
+                              f"then open http://localhost:{LAPTOP_PORT}/status")
             expected = prep.plan.jobs * prep.plan.workers_per_job
             _wait_for_workers(client, clus, expected, reporter, rundir)
             rundir.update(state="running")
@@ -199,6 +210,25 @@ def execute(prep: Prepared, reporter: Reporter | None = None) -> Summary:
 
 def _dashboard(client: Any) -> str:
     return str(client.dashboard_link) if client.dashboard_link else ""
+
+
+def ssh_forward(link: str, environ: Mapping[str, str] | None = None) -> str:
+    """The ssh line that forwards the dashboard ``link`` to ``localhost:8787`` on a laptop.
+
+    The dashboard listens on this node's loopback only, so the tunnel ends on
+    this node: the login node itself for an interactive run; inside a batch job
+    (``SLURM_JOB_ID``) the compute node, reached through the submit host.
+    """
+    env = os.environ if environ is None else environ
+    url = urlsplit(link)
+    if not url.hostname or not url.port:
+        return ""
+    node = os.uname().nodename
+    target = f"{LAPTOP_PORT}:{url.hostname}:{url.port}"
+    login = env.get("SLURM_SUBMIT_HOST")
+    if env.get("SLURM_JOB_ID") and login:
+        return f"ssh -N -L {target} -J {login} {env.get('SLURMD_NODENAME') or node}"
+    return f"ssh -N -L {target} {node}"
 
 
 def _job_ids(clus: Any) -> list[str]:
@@ -270,7 +300,7 @@ def _compute(prep: Prepared, client: Any, reporter: Reporter) -> None:
     write = output.write_zarr(
         prep.result, path=prep.spec.output.path, name=name, dims=prep.info.dims,
         coords=_coords(prep), attrs=prep.source.attrs, provenance=provenance,
-        overwrite=_overwrite(prep.spec, None), zarr_format=prep.spec.output.zarr_format,
+        overwrite=prep.overwrite, zarr_format=prep.spec.output.zarr_format,
         shards=tuple(shards) if shards else None, compute=False,
     )
     with dask.config.set({"distributed.scheduler.work-stealing": True}):
@@ -316,13 +346,15 @@ def _leave_nothing_queued(job_name: str, timeout: float = 30.0) -> None:
     (bounded) until SLURM has let them go, so none is left in squeue."""
     if not slurm.available():
         return
+    # A batch run's driver job has the run's name too: it must not cancel itself.
+    own = os.environ.get("SLURM_JOB_ID")
     deadline = time.monotonic() + timeout
     try:
-        left = slurm.queue(name=job_name)
+        left = [j for j in slurm.queue(name=job_name) if j != own]
         if left:
             slurm.cancel(left)
         while left and time.monotonic() < deadline:
             time.sleep(0.5)
-            left = slurm.queue(name=job_name)
+            left = [j for j in slurm.queue(name=job_name) if j != own]
     except SubmissionError:
         pass  # squeue unreachable: dask-jobqueue has already cancelled what it started
