@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import dask
 
-from hpcscale import __version__, cluster, profiles, sizing, slurm
+from hpcscale import __version__, cluster, profiles, sizing, slurm, watch
 from hpcscale.errors import RunError, SubmissionError, UsageError
 from hpcscale.io import inputs, output
 from hpcscale.jobspec import JobSpec
@@ -31,7 +31,6 @@ from hpcscale.rundir import RunDir
 
 # How long to wait for every requested worker before computing with those that came.
 WAIT_FOR_WORKERS = 180.0
-POLL = 2.0  # seconds between squeue calls: polite to the scheduler
 LAPTOP_PORT = 8787  # where the ssh line puts the dashboard on the user's laptop
 
 
@@ -78,6 +77,7 @@ class Summary:
     workers: int = 0
     nodes: list[str] = field(default_factory=list)
     lost_jobs: list[str] = field(default_factory=list)
+    retired_jobs: list[str] = field(default_factory=list)
 
 
 def choose_site(site: str | None, spec: JobSpec | None = None) -> str:
@@ -175,9 +175,12 @@ def execute(
     )
     rundir.update(state="starting")
     try:
+        walltime = prep.plan.walltime or 0
         with _signals_raise(), cluster.start(
             prep.profile, jobs=prep.plan.jobs, job_name=job_name, run_dir=rundir.path,
+            worker_extra_args=watch.worker_args(walltime) if walltime else None,
         ) as (clus, client):
+            watcher = watch.JobWatcher(clus, walltime, reporter.info) if walltime else None
             link = _dashboard(client)
             forward = ssh_forward(link)
             rundir.update(state="pending", scheduler=clus.scheduler_address,
@@ -187,10 +190,13 @@ def execute(
                 reporter.info(f"  from your laptop: {forward}  "
                               f"then open http://localhost:{LAPTOP_PORT}/status")
             expected = prep.plan.jobs * prep.plan.workers_per_job
-            _wait_for_workers(client, clus, expected, reporter, rundir)
+            _wait_for_workers(client, watcher, expected, reporter, rundir)
             rundir.update(state="running")
-            _compute(prep, client, reporter)
+            _compute(prep, client, reporter, watcher)
             summary.jobs = _job_ids(clus)
+            if watcher is not None:
+                summary.lost_jobs = watcher.lost
+                summary.retired_jobs = watcher.retired
             workers = client.scheduler_info(n_workers=-1)["workers"].values()
             summary.workers = len(workers)
             summary.nodes = sorted({w.get("host", "") for w in workers})
@@ -213,18 +219,19 @@ def _dashboard(client: Any) -> str:
 
 
 def ssh_forward(link: str, environ: Mapping[str, str] | None = None) -> str:
-    """The ssh line that forwards the dashboard ``link`` to ``localhost:8787`` on a laptop.
+    """The ssh line that forwards the dashboard of ``link`` to ``localhost:8787`` on a laptop.
 
-    The dashboard listens on this node's loopback only, so the tunnel ends on
-    this node: the login node itself for an interactive run; inside a batch job
-    (``SLURM_JOB_ID``) the compute node, reached through the submit host.
+    :func:`cluster.start` binds the dashboard to this node's loopback (the link
+    names the scheduler's host instead), so the tunnel ends on this node: the
+    login node for an interactive run; inside a batch job (``SLURM_JOB_ID``) the
+    compute node, reached through the submit host.
     """
     env = os.environ if environ is None else environ
-    url = urlsplit(link)
-    if not url.hostname or not url.port:
+    port = urlsplit(link).port if link else None
+    if not port:
         return ""
     node = os.uname().nodename
-    target = f"{LAPTOP_PORT}:{url.hostname}:{url.port}"
+    target = f"{LAPTOP_PORT}:127.0.0.1:{port}"
     login = env.get("SLURM_SUBMIT_HOST")
     if env.get("SLURM_JOB_ID") and login:
         return f"ssh -N -L {target} -J {login} {env.get('SLURMD_NODENAME') or node}"
@@ -237,14 +244,17 @@ def _job_ids(clus: Any) -> list[str]:
 
 
 def _wait_for_workers(
-    client: Any, clus: Any, expected: int, reporter: Reporter, rundir: RunDir
+    client: Any, watcher: watch.JobWatcher | None, expected: int, reporter: Reporter,
+    rundir: RunDir,
 ) -> None:
     deadline = time.monotonic() + WAIT_FOR_WORKERS
-    slurm_jobs = hasattr(clus, "job_cls")
     while True:
         connected = len(client.scheduler_info(n_workers=-1)["workers"])
-        ids = _job_ids(clus) if slurm_jobs else []
-        states = slurm.queue(ids) if ids else {}
+        ids: list[str] = []
+        states: dict[str, slurm.JobState] = {}
+        if watcher is not None:
+            watcher.poll(connected)
+            ids, states = list(watcher.jobs().values()), watcher.states
         pending = [s for s in states.values() if s.state == "PENDING"]
         running = [s for s in states.values() if s.state == "RUNNING"]
         if ids:
@@ -273,7 +283,7 @@ def _wait_for_workers(
                 f"{detail or 'the jobs left the queue without starting a worker'}; "
                 f"see the logs in {rundir.path / 'logs'}"
             )
-        time.sleep(POLL if ids else 0.2)
+        time.sleep(0.5)
 
 
 def _last_error(logs: Path) -> str:
@@ -286,7 +296,9 @@ def _last_error(logs: Path) -> str:
     return f"no error in the worker logs (see {logs})"
 
 
-def _compute(prep: Prepared, client: Any, reporter: Reporter) -> None:
+def _compute(
+    prep: Prepared, client: Any, reporter: Reporter, watcher: watch.JobWatcher | None
+) -> None:
     provenance = {
         "steps": [s.to_table() for s in prep.spec.steps],
         "input": str(prep.spec.input.path),
@@ -305,7 +317,7 @@ def _compute(prep: Prepared, client: Any, reporter: Reporter) -> None:
     )
     with dask.config.set({"distributed.scheduler.work-stealing": True}):
         future = client.compute(write.delayed)
-        _follow(client, future, reporter)
+        _follow(client, future, reporter, watcher)
         future.result()
     write.finalize()
 
@@ -322,10 +334,15 @@ def _coords(prep: Prepared) -> dict[str, Any]:
     return coords
 
 
-def _follow(client: Any, future: Any, reporter: Reporter) -> None:
-    """Report progress from the scheduler's task states until ``future`` is done."""
+def _follow(
+    client: Any, future: Any, reporter: Reporter, watcher: watch.JobWatcher | None
+) -> None:
+    """Report progress from the scheduler's task states until ``future`` is done,
+    while the watcher replaces lost and retiring jobs."""
     total = 0
     while not future.done():
+        if watcher is not None:
+            watcher.poll(len(client.scheduler_info(n_workers=-1)["workers"]))
         remaining = client.run_on_scheduler(_remaining_tasks)
         total = max(total, remaining)
         reporter.progress(total - remaining, total)

@@ -1,0 +1,147 @@
+"""Watching a run's SLURM jobs while it runs.
+
+One ``squeue`` for all of the run's jobs at most every few seconds (never one
+call per job). The watcher
+
+* reports jobs that are pending, with SLURM's reason, and fails at once on a
+  reason that can never resolve (``PartitionTimeLimit``...) or once the jobs
+  have pended longer than the run allows -- instead of a bare timeout;
+* notices jobs that left the queue (cancelled, killed, pre-empted) and
+  submits replacements, so the plan's capacity comes back;
+* submits a replacement ahead of each worker's lifetime, which ends before
+  the job's walltime, so capacity does not drop and no worker is killed by
+  SLURM mid-task (no ``KilledWorker``).
+
+dask-jobqueue's cluster is a ``SpecCluster``: a job is replaced by adding a
+new entry to ``worker_spec`` and letting the cluster correct its state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpcscale import slurm
+from hpcscale.errors import SubmissionError
+
+POLL = 3.0
+# Pending reasons that no amount of waiting fixes.
+NEVER_STARTS = frozenset({
+    "PartitionTimeLimit", "PartitionNodeLimit", "PartitionConfig", "PartitionDown",
+    "PartitionInactive", "QOSMaxWallDurationPerJobLimit", "AssocMaxWallDurationPerJobLimit",
+    "QOSMaxCpuPerJobLimit", "QOSMaxMemoryPerJob", "AssocMaxCpuPerJobLimit",
+    "DependencyNeverSatisfied", "InvalidAccount", "InvalidQOS", "BadConstraints",
+    "ReqNodeNotAvail, Reserved for maintenance",
+})
+
+
+def lifetime(walltime: int) -> tuple[int, int]:
+    """Worker lifetime and stagger (seconds) for a job of ``walltime`` seconds.
+
+    The worker retires gracefully (its results move to other workers) a margin
+    before SLURM would kill it: 10% of the walltime, at least 20 s, at most
+    10 minutes; staggered so the workers do not all retire at once.
+    """
+    margin = min(max(walltime // 10, 20), 600)
+    stagger = min(max(walltime // 20, 2), 300)
+    return max(walltime - margin - stagger, 10), stagger
+
+
+def worker_args(walltime: int) -> list[str]:
+    life, stagger = lifetime(walltime)
+    return ["--lifetime", f"{life}s", "--lifetime-stagger", f"{stagger}s"]
+
+
+@dataclass
+class JobWatcher:
+    cluster: Any  # dask-jobqueue SLURMCluster
+    walltime: int
+    say: Callable[[str], None]
+    max_pending: float = 300.0
+    lead: float = 15.0  # replace this long before a worker's lifetime ends
+    max_replacements: int = 50
+    lost: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+    replacements: int = 0
+    _started: dict[str, float] = field(default_factory=dict)  # job id -> first seen running
+    _seen: set[str] = field(default_factory=set)
+    _replaced: set[str] = field(default_factory=set)
+    _last: float = 0.0
+    _since: float = field(default_factory=time.monotonic)
+    states: dict[str, slurm.JobState] = field(default_factory=dict)
+
+    def jobs(self) -> dict[str, str]:
+        """Worker name -> SLURM job id of the jobs the cluster holds."""
+        return {name: str(job.job_id) for name, job in self.cluster.workers.items()
+                if getattr(job, "job_id", None)}
+
+    def poll(self, connected: int, *, force: bool = False) -> None:
+        """Check the jobs (rate-limited); raises SubmissionError when they can never run."""
+        now = time.monotonic()
+        if not force and now - self._last < POLL:
+            return
+        self._last = now
+        jobs = self.jobs()
+        self.states = slurm.queue(jobs.values()) if jobs else {}
+        for name, job_id in jobs.items():
+            state = self.states.get(job_id)
+            if state is not None:
+                self._seen.add(job_id)
+                if state.state == "RUNNING":
+                    self._started.setdefault(job_id, now)
+                elif state.state == "PENDING" and state.reason in NEVER_STARTS:
+                    raise SubmissionError(
+                        f"job {job_id} can never start: SLURM says {state.reason} "
+                        f"(partition {state.partition}); check the profile with "
+                        "`hpcscale site check`"
+                    )
+            elif job_id in self._seen:
+                self._gone(name, job_id, now)
+        self._replace_ahead(jobs, now)
+        pending = [s for s in self.states.values() if s.state == "PENDING"]
+        if pending and not connected and len(pending) == len(self.states) \
+                and now - self._since > self.max_pending:
+            reasons = ", ".join(sorted({f"{s.job_id} {s.reason}" for s in pending}))
+            raise SubmissionError(
+                f"no job started within {self.max_pending:.0f} s; pending: {reasons}"
+            )
+
+    def _gone(self, name: str, job_id: str, now: float) -> None:
+        started = self._started.get(job_id)
+        life, _ = lifetime(self.walltime)
+        expected = started is not None and now - started >= life - 2
+        if expected or job_id in self._replaced:
+            self.retired.append(job_id)
+            self.say(f"job {job_id} retired before its walltime")
+        else:
+            self.lost.append(job_id)
+            self.say(f"job {job_id} was lost (cancelled, killed or pre-empted); "
+                     "its tasks move to the other workers")
+        # Let the cluster forget it: SpecCluster closes what is not in worker_spec.
+        self.cluster.worker_spec.pop(name, None)
+        if job_id not in self._replaced:
+            self._replaced.add(job_id)
+            self._add_job(f"replacing lost job {job_id}")
+        else:
+            self.cluster.loop.add_callback(self.cluster._correct_state)
+
+    def _replace_ahead(self, jobs: dict[str, str], now: float) -> None:
+        life, _ = lifetime(self.walltime)
+        for job_id in jobs.values():
+            started = self._started.get(job_id)
+            if started is None or job_id in self._replaced:
+                continue
+            if now - started >= life - self.lead:
+                self._replaced.add(job_id)
+                self._add_job(f"job {job_id} nears its walltime: submitting its replacement")
+
+    def _add_job(self, why: str) -> None:
+        if self.replacements >= self.max_replacements:
+            self.say(f"{why}: not done, {self.max_replacements} replacements already")
+            return
+        self.replacements += 1
+        self.say(why)
+        self.cluster.worker_spec.update(self.cluster.new_worker_spec())
+        self.cluster.loop.add_callback(self.cluster._correct_state)
