@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import dask
 
 from hpcscale import __version__, cluster, profiles, sizing, slurm, watch
-from hpcscale.errors import RunError, SubmissionError, UsageError
+from hpcscale.errors import RunError, SizingError, SubmissionError, UsageError
 from hpcscale.io import inputs, output
 from hpcscale.jobspec import JobSpec
 from hpcscale.ops import BIN_DIM, ArrayInfo, Histogram, build_graph, resolve_steps
@@ -107,9 +107,20 @@ def prepare(
     output.check_output(spec.output.path, overwrite=replace)
     workload = _workload(spec, info, out_info)
     requested = jobs if jobs is not None else spec.run.jobs
-    plan = sizing.plan(resolved.profile, workload, requested)
+    plan = sizing.plan(resolved.profile, workload, requested, _limits(resolved.profile))
     return Prepared(spec, resolved.profile, source, result, out_info, plan, replace, trust,
                     resolved.files)
+
+
+def _limits(profile: profiles.SiteProfile) -> slurm.Limits | None:
+    """The live limits for a SLURM profile (one scontrol each, sacctmgr if any)."""
+    if profile.slurm is None or not slurm.available():
+        return None
+    found = slurm.limits(profile.slurm.partition)
+    if found is None:
+        raise SizingError(f"site {profile.name}: partition {profile.slurm.partition!r} does "
+                          "not exist here (see `hpcscale site check`)")
+    return found
 
 
 def _workload(spec: JobSpec, info: ArrayInfo, out: ArrayInfo) -> sizing.Workload:

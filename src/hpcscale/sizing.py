@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from hpcscale import units
 from hpcscale.errors import SizingError
 from hpcscale.profiles import SiteProfile
+from hpcscale.slurm import Limits
 
 # A task holds its input chunk, its halo, the output and scratch of about the
 # same size: numpy/scipy filters allocate at least one full-size temporary.
@@ -19,6 +20,8 @@ WORKING_SET_FACTOR = 4
 # Give every thread at least this many tasks before adding another job: job
 # start-up costs seconds, a task costs milliseconds.
 TASKS_PER_THREAD = 2
+# Common per-user inode quotas on shared filesystems are 100k-1M files.
+INODE_WARNING = 100_000
 
 
 @dataclass(frozen=True)
@@ -82,40 +85,87 @@ class Plan:
         return out
 
 
-def plan(profile: SiteProfile, workload: Workload, jobs: int | str) -> Plan:
-    """Choose the job count for ``workload`` on ``profile``; ``jobs`` is a number or "auto"."""
+def plan(
+    profile: SiteProfile, workload: Workload, jobs: int | str, limits: Limits | None = None,
+) -> Plan:
+    """Choose jobs and walltime for ``workload`` on ``profile`` within the live ``limits``.
+
+    ``jobs`` is a number or "auto". Every decision is recorded with the limit
+    that bound it; ``SizingError`` for what can never run.
+    """
     decisions: list[str] = []
     if profile.kind == "local":
-        from hpcscale.cluster import local_kwargs
-
-        kw = local_kwargs(profile, None if jobs == "auto" else int(jobs))
-        mem = kw.get("memory_limit") or _local_memory() // kw["n_workers"]
-        decisions.append(f"{kw['n_workers']} local worker(s): one per core of this machine"
-                         if jobs == "auto" else f"{kw['n_workers']} local worker(s): as asked")
-        result = Plan(profile.name, "local", kw["n_workers"], 1, kw["threads_per_worker"],
-                      int(mem), None, workload, tuple(decisions))
-        result.validate()
-        return result
+        return _plan_local(profile, workload, jobs)
     s = profile.slurm
     assert s is not None  # a validated slurm profile has its table
-    per_job_threads = s.cores
     if jobs == "auto":
-        wanted = max(1, math.ceil(workload.chunks / (per_job_threads * TASKS_PER_THREAD)))
+        wanted = max(1, math.ceil(workload.chunks / (s.cores * TASKS_PER_THREAD)))
         decisions.append(
-            f"{wanted} job(s) give each of the {per_job_threads} thread(s) per job at least "
-            f"{TASKS_PER_THREAD} of the {workload.chunks} tasks"
+            f"{wanted} job(s) give each of the {s.cores} thread(s) per job at least "
+            f"{TASKS_PER_THREAD} of the {workload.chunks} tasks in the widest stage"
         )
     else:
         wanted = int(jobs)
         if wanted < 1:
             raise SizingError(f"--jobs {jobs}: must be at least 1 or 'auto'")
         decisions.append(f"{wanted} job(s): as asked")
+    caps = [(s.max_jobs, f"max_jobs of site {profile.name}")]
+    walltime = s.walltime
+    if limits is not None:
+        _refuse_impossible(profile, limits)
+        caps.append((limits.nodes, f"the {limits.nodes} node(s) of partition {limits.partition}"))
+        if limits.max_jobs is not None:
+            caps.append((limits.max_jobs, "your association's MaxJobs"))
+        if limits.max_submit is not None:
+            caps.append((limits.max_submit, "your association's MaxSubmitJobs"))
+        if limits.max_wall is not None and walltime > limits.max_wall:
+            walltime = limits.max_wall
+            decisions.append(f"walltime clamped to {units.format_walltime(walltime)} by "
+                             "your association's MaxWall; workers are replaced before it")
     n = wanted
-    if n > s.max_jobs:
-        n = s.max_jobs
-        decisions.append(f"capped at {n} job(s) by max_jobs of site {profile.name}")
+    for cap, why in caps:
+        if cap < n:
+            n = cap
+            decisions.append(f"capped at {n} job(s) by {why}")
+    if workload.output_chunks > INODE_WARNING:
+        decisions.append(
+            f"warning: the output will have about {workload.output_chunks} files; shared "
+            "filesystems often limit inodes -- set [output] shards to pack chunks into shards"
+        )
     result = Plan(profile.name, "slurm", n, s.processes, s.threads, s.worker_memory,
-                  s.walltime, workload, tuple(decisions))
+                  walltime, workload, tuple(decisions))
+    result.validate()
+    return result
+
+
+def _refuse_impossible(profile: SiteProfile, limits: Limits) -> None:
+    s = profile.slurm
+    assert s is not None
+    where = f"partition {limits.partition}"
+    if limits.max_time is not None and s.walltime > limits.max_time:
+        raise SizingError(
+            f"site {profile.name}: walltime {units.format_walltime(s.walltime)} is over "
+            f"{where}'s MaxTime {units.format_walltime(limits.max_time)}; lower walltime "
+            "(long runs still finish: workers are replaced before their walltime)"
+        )
+    if s.cores > limits.node_cpus:
+        raise SizingError(f"site {profile.name}: cores={s.cores} but the largest node of "
+                          f"{where} has {limits.node_cpus}")
+    if units.slurm_mem_bytes(s.memory) > limits.node_memory:
+        raise SizingError(
+            f"site {profile.name}: memory={units.format_bytes(s.memory)} but the largest node "
+            f"of {where} has {units.format_bytes(limits.node_memory)}"
+        )
+
+
+def _plan_local(profile: SiteProfile, workload: Workload, jobs: int | str) -> Plan:
+    from hpcscale.cluster import local_kwargs
+
+    kw = local_kwargs(profile, None if jobs == "auto" else int(jobs))
+    mem = kw.get("memory_limit") or _local_memory() // kw["n_workers"]
+    why = ("one per core of this machine" if jobs == "auto" else "as asked")
+    result = Plan(profile.name, "local", kw["n_workers"], 1, kw["threads_per_worker"],
+                  int(mem), None, workload, (f"{kw['n_workers']} local worker(s): {why}",))
     result.validate()
     return result
 

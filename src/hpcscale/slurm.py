@@ -170,3 +170,62 @@ def _user() -> str:
     import getpass
 
     return os.environ.get("USER") or getpass.getuser()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the live SLURM allows a run on one partition (None: no limit known)."""
+
+    partition: str
+    max_time: int | None
+    nodes: int
+    node_cpus: int  # largest node of the partition
+    node_memory: int  # bytes, largest node of the partition
+    max_jobs: int | None = None  # the user's association: MaxJobs
+    max_submit: int | None = None  # MaxSubmitJobs
+    max_wall: int | None = None  # MaxWall (seconds)
+
+
+def limits(partition: str) -> Limits | None:
+    """The partition's limits and the user's association limits, or None if unknown.
+
+    Accounting is optional: a site without slurmdbd gives no association limits,
+    quietly.
+    """
+    part = partitions().get(partition.split(",", maxsplit=1)[0])
+    if part is None:
+        return None
+    members = [n for n in nodes().values() if n.name in part.nodes]
+    assoc = association()
+    return Limits(
+        partition=part.name,
+        max_time=part.max_time,
+        nodes=len(members),
+        node_cpus=max((n.cpus for n in members), default=0),
+        node_memory=max((n.memory for n in members), default=0),
+        max_jobs=assoc.get("MaxJobs"),
+        max_submit=assoc.get("MaxSubmitJobs"),
+        max_wall=assoc.get("MaxWall"),
+    )
+
+
+def association() -> dict[str, int]:
+    """The user's MaxJobs, MaxSubmitJobs and MaxWall from sacctmgr; {} without accounting."""
+    try:
+        out = run(["sacctmgr", "--noheader", "--parsable2", "show", "assoc",
+                   "where", f"user={_user()}", "format=MaxJobs,MaxSubmitJobs,MaxWall"],
+                  timeout=10)
+    except SubmissionError:
+        return {}  # no accounting storage (or no sacctmgr): nothing to clamp to
+    found: dict[str, int] = {}
+    for line in out.splitlines():
+        fields = line.split("|")
+        if len(fields) != 3:
+            continue
+        for key, value in zip(("MaxJobs", "MaxSubmitJobs"), fields[:2], strict=True):
+            if value.strip().isdigit():
+                found[key] = min(found.get(key, 1 << 30), int(value))
+        wall = units.parse_slurm_time(fields[2]) if fields[2].strip() else None
+        if wall:
+            found["MaxWall"] = min(found.get("MaxWall", 1 << 30), wall)
+    return found

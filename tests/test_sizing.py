@@ -1,0 +1,113 @@
+"""Sizing rules as pure functions: a table of workloads, profiles and limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import write_profile
+from hpcscale import profiles, sizing
+from hpcscale.errors import SizingError
+from hpcscale.slurm import Limits
+
+MiB = 1024**2
+GiB = 1024**3
+SITE = """
+[slurm]
+partition = "p"
+cores = {cores}
+processes = {processes}
+memory = "{memory}"
+max_jobs = {max_jobs}
+walltime = "{walltime}"
+"""
+
+
+def _profile(user_sites: Path, cores: int = 4, processes: int = 1, memory: str = "8GiB",
+             max_jobs: int = 10, walltime: str = "01:00:00") -> profiles.SiteProfile:
+    write_profile(user_sites, "s", SITE.format(cores=cores, processes=processes, memory=memory,
+                                               max_jobs=max_jobs, walltime=walltime))
+    return profiles.load("s").profile
+
+
+def _work(chunks: int, chunk_mib: int = 8, out_chunks: int = 1) -> sizing.Workload:
+    return sizing.Workload(chunks=chunks, chunk_bytes=chunk_mib * MiB,
+                           bytes_in=chunks * chunk_mib * MiB, bytes_out=MiB,
+                           output_chunks=out_chunks)
+
+
+LIMITS = Limits("p", max_time=4 * 3600, nodes=6, node_cpus=16, node_memory=64 * GiB)
+
+# (profile kwargs, chunks, jobs, limits, expected jobs, phrase in a decision)
+TABLE = [
+    ({}, 1, "auto", LIMITS, 1, "1 job(s) give each of the 4 thread(s)"),
+    ({}, 16, "auto", LIMITS, 2, "2 job(s) give each"),
+    ({}, 64, "auto", LIMITS, 6, "capped at 6 job(s) by the 6 node(s) of partition p"),
+    ({"max_jobs": 3}, 64, "auto", LIMITS, 3, "capped at 3 job(s) by max_jobs of site s"),
+    ({}, 64, "auto", None, 8, "8 job(s) give each"),
+    ({}, 64, 5, LIMITS, 5, "5 job(s): as asked"),
+    ({}, 64, 20, LIMITS, 6, "capped at 6 job(s) by the 6 node(s)"),
+    ({"cores": 1}, 5, "auto", LIMITS, 3, "3 job(s) give each of the 1 thread(s)"),
+    ({}, 64, "auto", Limits("p", None, 100, 16, 64 * GiB, max_jobs=4), 4,
+     "capped at 4 job(s) by your association's MaxJobs"),
+    ({}, 64, "auto", Limits("p", None, 100, 16, 64 * GiB, max_submit=2), 2,
+     "capped at 2 job(s) by your association's MaxSubmitJobs"),
+]
+
+
+@pytest.mark.parametrize(("kw", "chunks", "jobs", "limits", "expected", "phrase"), TABLE)
+def test_plan_table(user_sites: Path, kw: dict[str, object], chunks: int, jobs: int | str,
+                    limits: Limits | None, expected: int, phrase: str) -> None:
+    plan = sizing.plan(_profile(user_sites, **kw), _work(chunks), jobs, limits)  # type: ignore[arg-type]
+    assert plan.jobs == expected
+    assert any(phrase in d for d in plan.decisions), plan.decisions
+    text = "\n".join(plan.lines())
+    assert f"jobs            {expected} x 1 worker(s)" in text
+
+
+def test_walltime_clamped_to_association(user_sites: Path) -> None:
+    lim = Limits("p", None, 10, 16, 64 * GiB, max_wall=1800)
+    plan = sizing.plan(_profile(user_sites), _work(4), "auto", lim)
+    assert plan.walltime == 1800
+    assert any("walltime clamped to 00:30:00 by your association's MaxWall" in d
+               for d in plan.decisions)
+
+
+def test_inode_warning_suggests_shards(user_sites: Path) -> None:
+    plan = sizing.plan(_profile(user_sites), _work(4, out_chunks=250_000), "auto", LIMITS)
+    assert any("250000 files" in d and "shards" in d for d in plan.decisions)
+    quiet = sizing.plan(_profile(user_sites), _work(4, out_chunks=1000), "auto", LIMITS)
+    assert not any("files" in d for d in quiet.decisions)
+
+
+@pytest.mark.parametrize(
+    ("kw", "limits", "message"),
+    [
+        ({"walltime": "05:00:00"}, LIMITS,
+         "walltime 05:00:00 is over partition p's MaxTime 04:00:00"),
+        ({"cores": 32}, LIMITS, "cores=32 but the largest node of partition p has 16"),
+        ({"memory": "128GiB"}, LIMITS,
+         "memory=128GiB but the largest node of partition p has 64GiB"),
+    ],
+)
+def test_refused_before_submitting(user_sites: Path, kw: dict[str, object], limits: Limits,
+                                   message: str) -> None:
+    with pytest.raises(SizingError, match=message):
+        sizing.plan(_profile(user_sites, **kw), _work(4), "auto", limits)  # type: ignore[arg-type]
+
+
+def test_chunk_larger_than_a_worker_is_refused(user_sites: Path) -> None:
+    # 8GiB per job, 4 threads: 2GiB per thread; a 1GiB chunk needs ~4GiB
+    with pytest.raises(SizingError, match=r"a chunk needs about 4GiB .* rechunk"):
+        sizing.plan(_profile(user_sites), _work(4, chunk_mib=1024), "auto", LIMITS)
+    # 4 processes x 1 thread: 2GiB each; a 768MiB chunk needs ~3GiB
+    with pytest.raises(SizingError, match="worker thread has 2GiB"):
+        sizing.plan(_profile(user_sites, processes=4), _work(4, chunk_mib=768), "auto", LIMITS)
+    ok = sizing.plan(_profile(user_sites), _work(4, chunk_mib=256), "auto", LIMITS)
+    assert ok.task_memory == 1 * GiB
+
+
+def test_jobs_below_one_refused(user_sites: Path) -> None:
+    with pytest.raises(SizingError, match="--jobs 0"):
+        sizing.plan(_profile(user_sites), _work(4), 0, LIMITS)
