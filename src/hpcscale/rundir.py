@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -45,6 +46,14 @@ def _dask_config_files() -> list[str]:
     return found
 
 
+# What new_run_id() makes: a run id is also a directory name and part of a job name.
+RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
 @dataclass(frozen=True)
 class RunDir:
     run_id: str
@@ -53,13 +62,21 @@ class RunDir:
     @classmethod
     def create(
         cls, spec: JobSpec, profile: SiteProfile, plan: Plan, *, trusted: bool = False,
-        profile_files: tuple[Path, ...] = (),
+        profile_files: tuple[Path, ...] = (), run_id: str | None = None,
     ) -> RunDir:
+        """Make a new run directory, or with ``run_id`` create or adopt the one of that id.
+
+        Adopting (a batch run's driver taking over the directory ``hpcscale sbatch``
+        made) rewrites the spec, profile and plan with what actually runs and keeps
+        the state's earlier keys (the batch job id).
+        """
         base = runs_dir()
         base.mkdir(parents=True, exist_ok=True)
-        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        if run_id is not None and not RUN_ID_RE.match(run_id):
+            raise ValueError(f"run id {run_id!r} is not of the form YYYYMMDD-HHMMSS-xxxxxx")
+        run_id = run_id or new_run_id()
         path = base / run_id
-        path.mkdir(mode=0o700)
+        path.mkdir(mode=0o700, exist_ok=(path / "state.json").is_file())
         os.chmod(path, 0o700)
         rd = cls(run_id, path)
         (path / "jobspec.toml").write_text(spec.to_toml(), encoding="utf-8")

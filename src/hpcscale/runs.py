@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
+import time
+from pathlib import Path
 from typing import Any
 
 from hpcscale import slurm
@@ -33,25 +35,80 @@ def _job_name(rd: RunDir) -> str:
     return f"hpcscale-{rd.run_id}"
 
 
+_ACTIVE = {"created", "starting", "pending", "running"}
+
+
 def status(run_id: str) -> dict[str, Any]:
+    """State of a run (from its driver's ``state.json``) and of its SLURM jobs.
+
+    For a batch run, the batch job is marked ``(batch driver)``; a run whose batch
+    job left the queue without its driver recording an end is shown as ``lost``.
+    """
     rd = find(run_id)
-    state = rd.state()
+    queued = slurm.queue(name=_job_name(rd)) if slurm.available() else {}
+    state = rd.state()  # read after squeue: a driver that ended has recorded it by now
+    batch_job = state.get("batch_job")
+    shown = state.get("state", "?")
+    if shown == "written" and queued:
+        shown = "pending"  # a script submitted by hand: its job is queued
+    elif shown in _ACTIVE and batch_job and slurm.available() and batch_job not in queued:
+        shown = "lost"
+        state.setdefault("error", f"batch job {batch_job} left the queue before its driver "
+                         f"recorded an end; see `hpcscale logs {rd.run_id}`")
     jobs = {}
-    if slurm.available():
-        jobs = {j.job_id: f"{j.state} ({j.reason})" if j.state == "PENDING" else j.state
-                for j in slurm.queue(name=_job_name(rd)).values()}
-    return {"run_id": rd.run_id, "state": state.get("state", "?"),
-            "site": state.get("site"), "output": state.get("output"),
-            "dir": str(rd.path), "jobs": jobs}
+    for j in queued.values():
+        text = f"{j.state} ({j.reason})" if j.state == "PENDING" else j.state
+        jobs[j.job_id] = text + (" (batch driver)" if j.job_id == batch_job else "")
+    info: dict[str, Any] = {"run_id": rd.run_id, "state": shown,
+                            "site": state.get("site"), "output": state.get("output"),
+                            "dir": str(rd.path)}
+    progress = state.get("progress")
+    if isinstance(progress, dict) and progress.get("total"):
+        info["progress"] = f"{progress.get('done', 0)}/{progress['total']} tasks"
+    for key in ("batch_job", "dashboard", "forward", "exit_code", "error"):
+        if state.get(key) not in (None, ""):
+            info[key] = state[key]
+    info["jobs"] = jobs
+    return info
 
 
-def cancel(run_id: str) -> list[str]:
+def cancel(run_id: str, settle: float = 15.0) -> list[str]:
+    """Cancel every SLURM job named ``hpcscale-<run id>``, a batch run's driver job too.
+
+    For a batch run, keep looking (up to ``settle`` seconds) until none is left:
+    its driver may submit a worker between our squeue and its own end.
+    """
     rd = find(run_id)
-    ids = sorted(slurm.queue(name=_job_name(rd)))
-    slurm.cancel(ids)
-    if rd.state().get("state") in {"created", "starting", "pending", "running"}:
+    name = _job_name(rd)
+    cancelled: set[str] = set()
+    deadline = time.monotonic() + settle
+    while True:
+        queued = slurm.queue(name=name)
+        new = sorted(set(queued) - cancelled)
+        slurm.cancel(new)
+        cancelled.update(new)
+        if not queued or not rd.state().get("batch") or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    if rd.state().get("state") in _ACTIVE | {"written"}:
         rd.update(state="cancelled")
-    return ids
+    return sorted(cancelled, key=lambda j: (len(j), j))
+
+
+def logs(run_id: str, tail: int | None = None) -> list[tuple[Path, str]]:
+    """The run's log files (batch driver's first, then the workers'), each's text or
+    its last ``tail`` lines."""
+    rd = find(run_id)
+    directory = rd.path / "logs"
+    files = sorted(directory.glob("*.out")) + sorted(directory.glob("*.err"))
+    files.sort(key=lambda f: (not f.name.startswith("driver-"), f.name))
+    found = []
+    for f in files:
+        text = f.read_text(encoding="utf-8", errors="replace")
+        if tail is not None:
+            text = "".join(text.splitlines(keepends=True)[-tail:]) if tail else ""
+        found.append((f, text))
+    return found
 
 
 def _driver_alive(state: dict[str, Any]) -> bool:
@@ -74,9 +131,13 @@ def cleanup() -> list[str]:
     cancelled: list[str] = []
     for rd in list_runs():
         state = rd.state()
-        if state.get("state") not in {"created", "starting", "pending", "running"}:
+        if state.get("state") not in _ACTIVE:
             continue
-        if _driver_alive(state):
+        if state.get("batch_job"):
+            # A batch run's driver lives in its batch job, wherever that runs.
+            if state["batch_job"] in slurm.queue([state["batch_job"]]):
+                continue
+        elif _driver_alive(state):
             continue
         ids = sorted(slurm.queue(name=_job_name(rd)))
         slurm.cancel(ids)

@@ -55,11 +55,12 @@ def _global(
     render.OPTIONS.trust_profiles = trust_profiles
 
 
-from hpcscale.cli import commands, runs, site  # noqa: E402  (register commands)
+from hpcscale.cli import batch, commands, runs, site  # noqa: E402  (register commands)
 
 app.add_typer(site.app, name="site")
 commands.register(app)
 runs.register(app)
+batch.register(app)
 
 
 def main() -> None:

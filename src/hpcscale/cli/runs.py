@@ -1,4 +1,4 @@
-"""Commands that follow runs: runs, status, cancel, cleanup."""
+"""Commands that follow runs: runs, status, logs, cancel, cleanup."""
 
 from __future__ import annotations
 
@@ -44,6 +44,20 @@ def cancel(run_id: RunId) -> None:
            {"cancelled": cancelled})
 
 
+def logs(
+    run_id: RunId,
+    tail: Annotated[int | None, typer.Option(
+        "--tail", "-n", min=0, help="Only the last N lines of each log.")] = None,
+) -> None:
+    """Print a run's logs: the batch driver's, then each worker job's.
+
+    Example: hpcscale logs 20261122-101500-ab12cd --tail 20
+    """
+    found = runlib.logs(run_id, tail)
+    text = "\n".join(f"==> {path} <==\n{body.rstrip()}" for path, body in found)
+    result(text or "no logs yet", [{"file": str(p), "text": t} for p, t in found])
+
+
 def cleanup() -> None:
     """Cancel the jobs of runs whose driver process is gone (after kill -9 or a logout).
 
@@ -55,5 +69,5 @@ def cleanup() -> None:
 
 
 def register(app: typer.Typer) -> None:
-    for fn in (runs, status, cancel, cleanup):
+    for fn in (runs, status, logs, cancel, cleanup):
         app.command()(fn)
