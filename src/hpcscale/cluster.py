@@ -13,6 +13,7 @@ two things dask-jobqueue gets wrong for us:
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -26,14 +27,29 @@ from distributed import Client, LocalCluster
 from hpcscale import units
 from hpcscale.profiles import SiteProfile, SlurmSettings
 
+logger = logging.getLogger(__name__)
 PLACEHOLDER_SCHEDULER = "tcp://<scheduler-address>:8786"
 # Workers stop trying to reach a scheduler that is gone after this long, so a
 # killed driver never leaves workers holding allocations.
 DEATH_TIMEOUT = 60
 
 
+# sbatch's own words when it refused a job, by job name (one name per run):
+# dask-jobqueue only logs them, and the run would wait for workers that never come.
+SUBMIT_ERRORS: dict[str, str] = {}
+
+
 class HpcscaleSLURMJob(SLURMJob):
-    """SLURMJob with exact memory and an ``exec``-ed worker."""
+    """SLURMJob with exact memory, an ``exec``-ed worker, and sbatch errors kept."""
+
+    async def _submit_job(self, script_filename: str) -> str:
+        try:
+            out: str = await super()._submit_job(script_filename)  # type: ignore[no-untyped-call]
+        except RuntimeError as err:
+            said = str(err).split("stderr:", 1)[-1]
+            SUBMIT_ERRORS[str(self.job_name)] = " ".join(said.split()) or str(err)
+            raise
+        return out
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
@@ -151,7 +167,12 @@ def start(
         with Client(cluster) as client:  # type: ignore[no-untyped-call]
             yield cluster, client
     finally:
-        cluster.close()
+        try:
+            cluster.close()
+        except Exception as err:
+            # SpecCluster.close() asserts on a job sbatch refused; the run's own
+            # error is the one to report, and run.py sweeps the queue after this.
+            logger.warning("closing the cluster: %s: %s", type(err).__name__, err)
 
 
 def local_kwargs(profile: SiteProfile, jobs: int | None = None) -> dict[str, Any]:

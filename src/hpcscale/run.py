@@ -191,7 +191,8 @@ def execute(
             prep.profile, jobs=prep.plan.jobs, job_name=job_name, run_dir=rundir.path,
             worker_extra_args=watch.worker_args(walltime) if walltime else None,
         ) as (clus, client):
-            watcher = watch.JobWatcher(clus, walltime, reporter.info) if walltime else None
+            watcher = (watch.JobWatcher(clus, walltime, reporter.info, job_name=job_name)
+                       if walltime else None)
             link = _dashboard(client)
             forward = ssh_forward(link)
             rundir.update(state="pending", scheduler=clus.scheduler_address,
@@ -226,7 +227,13 @@ def execute(
 
 
 def _dashboard(client: Any) -> str:
-    return str(client.dashboard_link) if client.dashboard_link else ""
+    """The dashboard's address as it listens: on loopback only (cluster.start binds it
+    there), though dask's link names the scheduler's interface."""
+    link = str(client.dashboard_link or "")
+    url = urlsplit(link)
+    if not url.hostname or not url.port:
+        return link
+    return url._replace(netloc=f"127.0.0.1:{url.port}").geturl()
 
 
 def ssh_forward(link: str, environ: Mapping[str, str] | None = None) -> str:

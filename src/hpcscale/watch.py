@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcscale import slurm
+from hpcscale.cluster import SUBMIT_ERRORS
 from hpcscale.errors import SubmissionError
 
 POLL = 3.0
@@ -59,6 +60,7 @@ class JobWatcher:
     cluster: Any  # dask-jobqueue SLURMCluster
     walltime: int
     say: Callable[[str], None]
+    job_name: str = "hpcscale"
     max_pending: float = 300.0
     lead: float = 15.0  # replace this long before a worker's lifetime ends
     max_replacements: int = 50
@@ -80,6 +82,9 @@ class JobWatcher:
     def poll(self, connected: int, *, force: bool = False) -> None:
         """Check the jobs (rate-limited); raises SubmissionError when they can never run."""
         now = time.monotonic()
+        refused = SUBMIT_ERRORS.pop(self.job_name, None)
+        if refused:
+            raise SubmissionError(f"sbatch refused the worker job: {refused}")
         if not force and now - self._last < POLL:
             return
         self._last = now
