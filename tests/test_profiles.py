@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,17 @@ def test_lab_directory_writable_by_group_refused(
     monkeypatch.setenv("HPCSCALE_SITE_PATH", str(lab))
     with pytest.raises(ProfileError, match=r"lab is writable by its group"):
         profiles.load("labsite")
+
+
+def test_profile_owned_by_the_lab_lead_is_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.getuid() != 0:
+        pytest.skip("needs root to give a file to another user")
+    lab = tmp_path / "lab"
+    lab.mkdir(mode=0o755)
+    path = write_profile(lab, "leads", SITE.replace('"site"', '"leads"'), mode=0o644)
+    os.chown(path, 12345, 12345)
+    os.chown(lab, 12345, 12345)
+    monkeypatch.setenv("HPCSCALE_SITE_PATH", str(lab))
+    assert profiles.load("leads").profile.name == "leads"
