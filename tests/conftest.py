@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import hypothesis  # noqa: F401  (see below)
 import pytest
@@ -138,3 +139,18 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  #
         return CliResult(code, captured.out, captured.err)
 
     return invoke
+
+
+Command = tuple[tuple[str, ...], object]
+
+
+def cli_commands(group: Any, prefix: tuple[str, ...] = ()) -> list[Command]:
+    """Every command of a Typer app (sub-apps included) with its callback."""
+    found: list[Command] = []
+    for info in group.registered_commands:
+        name = info.name or (info.callback.__name__.rstrip("_") if info.callback else "")
+        found.append(((*prefix, name), info.callback))
+    for sub in group.registered_groups:
+        assert sub.typer_instance is not None
+        found += cli_commands(sub.typer_instance, (*prefix, str(sub.name)))
+    return found

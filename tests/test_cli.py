@@ -9,27 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 import zarr
 
-from conftest import write_profile
+from conftest import cli_commands, write_profile
 from hpcscale.cli import app
 
-Command = tuple[tuple[str, ...], object]
-
-
-def _commands(group: typer.Typer, prefix: tuple[str, ...] = ()) -> list[Command]:
-    found: list[Command] = []
-    for info in group.registered_commands:
-        name = info.name or (info.callback.__name__.rstrip("_") if info.callback else "")
-        found.append(((*prefix, name), info.callback))
-    for sub in group.registered_groups:
-        assert sub.typer_instance is not None
-        found += _commands(sub.typer_instance, (*prefix, str(sub.name)))
-    return found
-
-
-COMMANDS = _commands(app)
+COMMANDS = cli_commands(app)
 
 
 def test_command_table_is_complete() -> None:

@@ -34,7 +34,7 @@ import xarray as xr
 from scipy import ndimage
 from typer.testing import CliRunner
 
-from conftest import CliResult, write_profile
+from conftest import CliResult, cli_commands, write_profile
 from hpcscale import jobspec, profiles, sample
 from hpcscale.cli import app
 from hpcscale.io.output import is_complete
@@ -430,22 +430,7 @@ def test_group_writable_message_is_real(cli: Cli, tmp_path: Path,
 # -- docs/cli.md --------------------------------------------------------------------------------
 
 
-Command = tuple[tuple[str, ...], object]
-
-
-def _commands(group: typer.Typer, prefix: tuple[str, ...] = ()) -> list[Command]:
-    # As tests/test_cli.py walks the app: every command and group, with its callback.
-    found: list[Command] = []
-    for info in group.registered_commands:
-        name = info.name or (info.callback.__name__.rstrip("_") if info.callback else "")
-        found.append(((*prefix, name), info.callback))
-    for sub in group.registered_groups:
-        assert sub.typer_instance is not None
-        found += _commands(sub.typer_instance, (*prefix, str(sub.name)))
-    return found
-
-
-COMMANDS = _commands(app)
+COMMANDS = cli_commands(app)
 
 
 def _help(args: list[str]) -> str:

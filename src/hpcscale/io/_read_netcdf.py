@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-import dask.array as da
-import numpy as np
 import xarray as xr
 
-from hpcscale.io._source import ChunkSpec, Source, first_chunks, input_error
+from hpcscale.io._source import Source, first_chunks, input_error, xarray_source
 
 _READ_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError)
 
@@ -43,27 +41,7 @@ def open_netcdf_source(path: str, var: str | None, engine: str) -> Source:
         listed = ", ".join(available) or "none"
         raise input_error(path, f"no variable {var!r}; available: {listed}")
     variable = ds[name]
-    dims = tuple(str(d) for d in variable.dims)
-    coords = {
-        d: np.asarray(variable.coords[d].values)
-        for d in dims
-        if d in variable.coords and variable.coords[d].dims == (d,)
-    }
-
-    def make(spec: ChunkSpec) -> da.Array:
-        return cast(da.Array, variable.chunk(dict(zip(dims, spec, strict=True))).data)
-
-    return Source(
-        kind="netcdf",
-        shape=tuple(variable.shape),
-        dtype=variable.dtype,
-        dims=dims,
-        native_chunks=_chunks(variable),
-        make=make,
-        coords=coords,
-        attrs=dict(variable.attrs),
-        var=(var or name),
-    )
+    return xarray_source("netcdf", variable, _chunks(variable), var or name)
 
 
 def _chunks(variable: xr.DataArray) -> tuple[int, ...]:

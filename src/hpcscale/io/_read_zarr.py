@@ -20,7 +20,7 @@ import zarr.errors
 from xarray.backends import ZarrStore
 from zarr.storage import LocalStore
 
-from hpcscale.io._source import ChunkSpec, Source, default_dims, input_error
+from hpcscale.io._source import ChunkSpec, Source, default_dims, input_error, xarray_source
 
 # Listing every array of a huge hierarchy in an error message helps nobody.
 _MAX_LISTED = 20
@@ -149,27 +149,7 @@ def _xarray_source(
         variable = ds[name]
     except _READ_ERRORS as exc:
         raise input_error(path, f"cannot read array {label} with xarray: {exc}") from exc
-    dims = tuple(str(d) for d in variable.dims)
-    coords = {
-        d: np.asarray(variable.coords[d].values)
-        for d in dims
-        if d in variable.coords and variable.coords[d].dims == (d,)
-    }
-
-    def make(spec: ChunkSpec) -> da.Array:
-        return cast(da.Array, variable.chunk(dict(zip(dims, spec, strict=True))).data)
-
-    return Source(
-        kind="zarr",
-        shape=tuple(variable.shape),
-        dtype=variable.dtype,
-        dims=dims,
-        native_chunks=native_chunks(arr),
-        make=make,
-        coords=coords,
-        attrs=dict(variable.attrs),
-        var=label,
-    )
+    return xarray_source("zarr", variable, native_chunks(arr), label)
 
 
 def _raw_source(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import dask.array as da
 import dask.config
@@ -78,3 +78,31 @@ def first_chunks(
         spec, shape, dtype=dtype, previous_chunks=previous
     )
     return tuple(int(c[0]) if c else 1 for c in chunks)
+
+
+def xarray_source(
+    kind: str, variable: Any, native_chunks: tuple[int, ...], var: str | None
+) -> Source:
+    """A Source for one xarray variable: its dims, 1-D coordinates of its own dims,
+    attributes, and dask chunks made on demand."""
+    dims = tuple(str(d) for d in variable.dims)
+    coords = {
+        d: np.asarray(variable.coords[d].values)
+        for d in dims
+        if d in variable.coords and variable.coords[d].dims == (d,)
+    }
+
+    def make(spec: ChunkSpec) -> da.Array:
+        return cast(da.Array, variable.chunk(dict(zip(dims, spec, strict=True))).data)
+
+    return Source(
+        kind=kind,
+        shape=tuple(variable.shape),
+        dtype=variable.dtype,
+        dims=dims,
+        native_chunks=native_chunks,
+        make=make,
+        coords=coords,
+        attrs=dict(variable.attrs),
+        var=var,
+    )
