@@ -154,3 +154,16 @@ def cli_commands(group: Any, prefix: tuple[str, ...] = ()) -> list[Command]:
         assert sub.typer_instance is not None
         found += cli_commands(sub.typer_instance, (*prefix, str(sub.name)))
     return found
+
+
+def assert_golden(path: Path, got: str, what: str) -> None:
+    """Compare ``got`` with the golden file ``path``; HPCSCALE_UPDATE_GOLDEN=1 rewrites it.
+
+    On a difference the message says how to accept an intended change.
+    """
+    if os.environ.get("HPCSCALE_UPDATE_GOLDEN") == "1":
+        path.write_text(got, encoding="utf-8")
+    assert got == path.read_text(encoding="utf-8"), (
+        f"{what} differs from {path}; if intended, rerun the test with "
+        "HPCSCALE_UPDATE_GOLDEN=1 and review the diff of tests/golden/"
+    )

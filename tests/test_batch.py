@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import zarr
 
-from conftest import write_profile
+from conftest import assert_golden, write_profile
 from hpcscale import batch, profiles, run
 from hpcscale.errors import InputError
 from hpcscale.rundir import RunDir, list_runs
@@ -68,13 +68,7 @@ def test_builtin_profile_batch_script_matches_golden(  # type: ignore[no-untyped
     assert r.code == 0, r
     data = json.loads(r.out)
     got = _placeholders(data["text"], data["run_id"], tmp_path)
-    path = GOLDEN / f"batch-{name}.sbatch"
-    if os.environ.get("HPCSCALE_UPDATE_GOLDEN") == "1":
-        path.write_text(got, encoding="utf-8")
-    assert got == path.read_text(encoding="utf-8"), (
-        f"batch script for {name} differs from {path}; if intended, run "
-        "HPCSCALE_UPDATE_GOLDEN=1 pytest tests/test_batch.py and review the diff"
-    )
+    assert_golden(GOLDEN / f"batch-{name}.sbatch", got, f"batch script for {name}")
 
 
 @pytest.mark.parametrize("name", ["testbed", "example-slurm"])

@@ -7,14 +7,13 @@ and review the diff of tests/golden/ before committing.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import write_profile
+from conftest import assert_golden, write_profile
 from hpcscale import cluster, profiles
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -28,14 +27,7 @@ def _render(name: str, **kw: str) -> str:
 @pytest.mark.parametrize("name", ["testbed", "example-slurm"])
 def test_builtin_profile_script_matches_golden(name: str) -> None:
     got = _render(name)
-    path = GOLDEN / f"{name}.sbatch"
-    if os.environ.get("HPCSCALE_UPDATE_GOLDEN") == "1":
-        path.write_text(got, encoding="utf-8")
-    expected = path.read_text(encoding="utf-8")
-    assert got == expected, (
-        f"rendered script for {name} differs from {path}; if intended, run "
-        "HPCSCALE_UPDATE_GOLDEN=1 pytest tests/test_script_golden.py and review the diff"
-    )
+    assert_golden(GOLDEN / f"{name}.sbatch", got, f"rendered script for {name}")
 
 
 @pytest.mark.parametrize("name", ["testbed", "example-slurm"])

@@ -20,7 +20,7 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -375,7 +375,3 @@ def load(
 def load_file_table(path: Path) -> dict[str, Any]:
     """The raw TOML of one profile file (for ``site share``)."""
     return _read_toml(path)
-
-
-def names(files: Iterable[ProfileFile]) -> list[str]:
-    return sorted(f.name for f in files)

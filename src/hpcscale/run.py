@@ -205,7 +205,7 @@ def execute(
             _wait_for_workers(client, watcher, expected, reporter, rundir)
             rundir.update(state="running")
             _compute(prep, client, reporter, watcher)
-            summary.jobs = _job_ids(clus)
+            summary.jobs = sorted(watch.cluster_jobs(clus).values())
             if watcher is not None:
                 summary.lost_jobs = watcher.lost
                 summary.retired_jobs = watcher.retired
@@ -254,11 +254,6 @@ def ssh_forward(link: str, environ: Mapping[str, str] | None = None) -> str:
     if env.get("SLURM_JOB_ID") and login:
         return f"ssh -N -L {target} -J {login} {env.get('SLURMD_NODENAME') or node}"
     return f"ssh -N -L {target} {node}"
-
-
-def _job_ids(clus: Any) -> list[str]:
-    jobs = getattr(clus, "workers", {})
-    return sorted(str(j.job_id) for j in jobs.values() if getattr(j, "job_id", None))
 
 
 def _wait_for_workers(

@@ -55,6 +55,12 @@ def worker_args(walltime: int) -> list[str]:
     return ["--lifetime", f"{life}s", "--lifetime-stagger", f"{stagger}s"]
 
 
+def cluster_jobs(cluster: Any) -> dict[str, str]:
+    """Worker name -> SLURM job id of the jobs a dask-jobqueue cluster holds."""
+    return {name: str(job.job_id) for name, job in getattr(cluster, "workers", {}).items()
+            if getattr(job, "job_id", None)}
+
+
 @dataclass
 class JobWatcher:
     cluster: Any  # dask-jobqueue SLURMCluster
@@ -76,8 +82,7 @@ class JobWatcher:
 
     def jobs(self) -> dict[str, str]:
         """Worker name -> SLURM job id of the jobs the cluster holds."""
-        return {name: str(job.job_id) for name, job in self.cluster.workers.items()
-                if getattr(job, "job_id", None)}
+        return cluster_jobs(self.cluster)
 
     def poll(self, connected: int, *, force: bool = False) -> None:
         """Check the jobs (rate-limited); raises SubmissionError when they can never run."""
