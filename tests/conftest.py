@@ -104,6 +104,22 @@ def testbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         pytest.fail(f"jobs left in squeue after the test: {left.stdout.strip()}")
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs: a disk that fills up on demand (mounting needs root, as CI runs)."""
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs",
+                           str(mnt)], capture_output=True, text=True, check=False)
+    if done.returncode:
+        problem = f"cannot mount a tmpfs: {done.stderr.strip()}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(problem)
+        pytest.skip(problem)
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
 def write_profile(directory: Path, name: str, text: str, mode: int = 0o644) -> Path:
     path = directory / f"{name}.toml"
     path.write_text(text, encoding="utf-8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -279,8 +280,12 @@ def test_marker_is_false_until_finalize(tmp_path: Path) -> None:
     assert not is_complete(out)
     # A crashed run is still recognised as ours, so --overwrite may replace it.
     check_output(out, overwrite=True)
-    pickle.loads(pickle.dumps(pending.delayed)).compute()  # as a worker would
+    for block in pending.blocks.values():
+        pickle.loads(pickle.dumps(block)).compute()  # as a worker would
     assert not is_complete(out)
+    with pytest.raises(OutputError, match=r"6 block\(s\) not written"):
+        pending.finalize()  # written, but not recorded as written
+    pending.written(pending.blocks)
     assert xr.open_zarr(out).attrs["hpcscale"]["complete"] is False
     pending.finalize()
     assert is_complete(out)
@@ -304,6 +309,114 @@ def test_marker_of_things_that_are_not_ours(tmp_path: Path) -> None:
 def test_finalize_refuses_a_store_that_was_replaced(tmp_path: Path) -> None:
     out = tmp_path / "o.zarr"
     pending = write_zarr(RAGGED, path=out, name="r", dims=("y", "x"), provenance={}, compute=False)
+    pending.written(pending.blocks)
     os.remove(out / "zarr.json")
     with pytest.raises(OutputError, match="marker missing"):
         pending.finalize()
+
+
+# --- resume: the manifest, not the chunk files, says what is written ----------------
+
+BIG = da.from_array(RNG.standard_normal((16, 12)).astype("f4"), chunks=(4, 3))  # 16 blocks
+JOB = "job-a"
+
+
+def _chunks(root: Path) -> dict[str, bytes]:
+    """The array's chunk files (not its metadata, which carries times)."""
+    return {k: v for k, v in tree(root).items()
+            if k.startswith("result/") and Path(k).name not in {"zarr.json", ".zarray", ".zattrs"}}
+
+
+def _start(path: Path, data: da.Array = BIG, **kw: Any) -> output.PendingWrite:
+    return write_zarr(data, path=path, name="result", dims=("y", "x"), provenance={},
+                      job=JOB, compute=False, **kw)
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_an_interrupted_write_resumes_bit_identical_with_fewer_blocks(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    whole = tmp_path / "whole.zarr"
+    _start(whole, zarr_format=zarr_format).compute()
+
+    out = tmp_path / "out.zarr"
+    first = _start(out, zarr_format=zarr_format)
+    assert (first.total, first.resumed, len(first.blocks)) == (16, 0, 16)
+    done = list(first.blocks)[:6]
+    for i in done:
+        first.blocks[i].compute()
+    first.written(done[:5])  # the 6th block was written but the driver died before recording it
+    chunk_dir = out / "result" / ("c" if zarr_format == 3 else "")
+    stray = next(p for p in chunk_dir.rglob("*") if p.is_file() and p.name != "zarr.json")
+    half = stray.with_suffix(".0123abcd.partial")
+    half.write_bytes(b"half a chunk")  # what zarr leaves when a worker dies mid-write
+
+    assert check_output(out, overwrite=False, job=JOB) == "resume"
+    again = _start(out, zarr_format=zarr_format)
+    assert (again.total, again.resumed, len(again.blocks)) == (16, 5, 11)
+    assert again.partials_removed == 1
+    assert not half.exists()
+    assert set(again.blocks).isdisjoint(done[:5])  # recorded blocks are not computed again
+    again.compute()
+    assert is_complete(out)
+    assert not (out / ".hpcscale-manifest").exists()
+    assert _chunks(out) == _chunks(whole)  # bit-identical data
+    assert _chunks(out)  # (and there are chunks to compare)
+    np.testing.assert_array_equal(xr.open_zarr(out)["result"].values, BIG.compute())
+
+
+def test_a_torn_manifest_line_is_ignored(tmp_path: Path) -> None:
+    out = tmp_path / "o.zarr"
+    pending = _start(out)
+    pending.written([(0, 0), (1, 2)])
+    with (out / ".hpcscale-manifest").open("a") as f:
+        f.write("[3, ")  # killed mid-append
+    assert _start(out).resumed == 2
+
+
+def test_an_unfinished_store_of_another_job_is_not_resumed(tmp_path: Path) -> None:
+    out = tmp_path / "o.zarr"
+    _start(out)
+    before = tree(out)
+    with pytest.raises(OutputError, match=r"unfinished result of a different job.*--overwrite"):
+        check_output(out, overwrite=False, job="job-b")
+    with pytest.raises(OutputError, match="different job"):
+        check_output(out, overwrite=False)  # no job given: nothing to match
+    assert tree(out) == before
+    assert check_output(out, overwrite=True, job="job-b") == "replace"
+
+
+def test_a_store_of_a_different_shape_is_not_resumed(tmp_path: Path) -> None:
+    out = tmp_path / "o.zarr"
+    _start(out)
+    with pytest.raises(OutputError, match=r"cannot resume.*float32\[16, 12\].*--overwrite"):
+        _start(out, data=BIG[:8])
+
+
+def test_a_store_being_written_by_a_live_run_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "o.zarr"
+    _start(out)
+    meta = json.loads((out / "zarr.json").read_text())
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        meta["attributes"]["hpcscale"]["pid"] = other.pid
+        (out / "zarr.json").write_text(json.dumps(meta))
+        for overwrite in (False, True):
+            with pytest.raises(OutputError, match=rf"being written by run .*pid {other.pid}"):
+                check_output(out, overwrite=overwrite, job=JOB)
+    finally:
+        other.kill()
+        other.wait()
+    # once that process is gone (kill -9, logout), the store is resumable
+    assert check_output(out, overwrite=False, job=JOB) == "resume"
+
+
+def test_finalize_needs_every_block_recorded(tmp_path: Path) -> None:
+    out = tmp_path / "o.zarr"
+    pending = _start(out)
+    for block in pending.blocks.values():
+        block.compute()
+    pending.written(list(pending.blocks)[:-1])
+    with pytest.raises(OutputError, match=r"1 block\(s\) not written"):
+        pending.finalize()
+    assert not is_complete(out)

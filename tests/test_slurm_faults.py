@@ -140,3 +140,81 @@ def test_sbatch_refusal_reaches_the_user_verbatim(  # type: ignore[no-untyped-de
             "(gres) specification") in r.err
     assert time.monotonic() - t0 < 30
     assert "dashboard http://127.0.0.1:" in r.err
+
+
+def _filter_job(tmp_path: Path, out: Path, planes: int = 48) -> Path:
+    """A median filter written plane by plane: one output block per plane."""
+    inp = tmp_path / "in.zarr"
+    if not inp.exists():
+        data = np.random.default_rng(9).random((planes, 128, 128)).astype("float32")
+        zarr.create_array(inp, shape=data.shape, chunks=SHAPE, dtype="float32")[...] = data
+    spec = tmp_path / f"{out.stem}.toml"
+    spec.write_text(f"""
+[input]
+path = "{inp}"
+[[steps]]
+filter = "median"
+size = 5
+[output]
+path = "{out}"
+""")
+    return spec
+
+
+def _chunk_files(store: Path) -> dict[str, bytes]:
+    """The data chunks (the metadata carries times, so it differs between runs)."""
+    return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("c/**/*"))
+            if p.is_file()}
+
+
+def test_kill_9_of_the_driver_then_rerun_resumes_bit_identical(
+    testbed: Path, cli, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    out = tmp_path / "out.zarr"
+    spec = _filter_job(tmp_path, out)
+    manifest = out / ".hpcscale-manifest"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpcscale", "submit", str(spec), "--site", "testbed",
+         "--jobs", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ), start_new_session=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        if manifest.is_file() and len(manifest.read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail(f"no blocks recorded: {proc.communicate()}")
+    os.killpg(proc.pid, 9)
+    proc.communicate(timeout=30)
+    recorded = len(manifest.read_text().splitlines())
+    assert cli("cleanup").code == 0  # the orphaned worker jobs (else they end on their own)
+
+    plan = cli("plan", str(spec), "--site", "testbed", "--jobs", "3")
+    assert "resume: " in plan.out, plan
+    r = cli("--json", "submit", str(spec), "--site", "testbed", "--jobs", "3")
+    assert r.code == 0, r
+    summary = json.loads(r.out)
+    assert 4 <= recorded <= summary["blocks_resumed"] < summary["blocks"]  # fewer computed
+    assert not list(out.rglob("*.partial"))
+
+    ref = tmp_path / "ref.zarr"
+    assert cli("submit", str(_filter_job(tmp_path, ref)), "--site", "local").code == 0
+    chunks = _chunk_files(out)
+    assert len(chunks) == summary["blocks"]
+    assert chunks == _chunk_files(ref)  # bit-identical to an uninterrupted run
+
+
+def test_a_full_disk_on_the_testbed_is_one_line_exit_1(
+    testbed: Path, cli, tmp_path: Path, small_disk: Path  # type: ignore[no-untyped-def]
+) -> None:
+    out = small_disk / "out.zarr"
+    r = cli("submit", str(_filter_job(tmp_path, out, planes=24)), "--site", "testbed",
+            "--jobs", "2")
+    assert r.code == 1, r
+    (line,) = [ln for ln in r.err.splitlines() if ln.startswith("error:")]
+    assert f"error: output {out}: disk full" in line
+    assert "the result needs up to 1.50MiB uncompressed" in line
+    assert "Traceback" not in r.err
+    meta = json.loads((out / "zarr.json").read_text())
+    assert meta["attributes"]["hpcscale"]["complete"] is False

@@ -186,6 +186,9 @@ def local_kwargs(profile: SiteProfile, jobs: int | None = None) -> dict[str, Any
         "threads_per_worker": threads,
         "processes": True,
         "dashboard_address": "127.0.0.1:0",
+        # A failed task's traceback would reach the terminal from each worker;
+        # the driver reports the failure in one line instead.
+        "silence_logs": logging.CRITICAL,
     }
     if settings.memory:
         kwargs["memory_limit"] = settings.memory // workers

@@ -8,6 +8,9 @@ Ctrl-C too.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 import os
 import signal
@@ -20,13 +23,13 @@ from types import FrameType
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import dask
+import psutil
 
-from hpcscale import __version__, cluster, profiles, sizing, slurm, watch
-from hpcscale.errors import RunError, SizingError, SubmissionError, UsageError
+from hpcscale import __version__, cluster, compute, profiles, sizing, slurm, units, watch
+from hpcscale.errors import SizingError, SubmissionError, UsageError
 from hpcscale.io import inputs, output
 from hpcscale.jobspec import JobSpec
-from hpcscale.ops import BIN_DIM, ArrayInfo, Histogram, build_graph, resolve_steps
+from hpcscale.ops import ArrayInfo, build_graph, resolve_steps
 from hpcscale.rundir import RunDir
 
 # How long to wait for every requested worker before computing with those that came.
@@ -62,6 +65,8 @@ class Prepared:
     overwrite: bool = False
     trusted: bool = False
     profile_files: tuple[Path, ...] = ()
+    job: str = ""  # fingerprint of what produces the output: a store of the same job resumes
+    resume: bool = False  # the output is an unfinished store of this job
 
 
 @dataclass
@@ -78,6 +83,11 @@ class Summary:
     nodes: list[str] = field(default_factory=list)
     lost_jobs: list[str] = field(default_factory=list)
     retired_jobs: list[str] = field(default_factory=list)
+    blocks: int = 0  # output blocks in all
+    blocks_resumed: int = 0  # written by an earlier, interrupted run: not computed again
+    first_worker_s: float | None = None  # from the command's start to the first worker
+    compute_s: float = 0.0  # from all workers connected to the output complete
+    peak_memory: dict[str, int] = field(default_factory=dict)  # worker -> bytes
 
 
 def choose_site(site: str | None, spec: JobSpec | None = None) -> str:
@@ -104,12 +114,49 @@ def prepare(
     info = ArrayInfo.of(source.data, source.dims)
     result, out_info = build_graph(source.data, info, spec.steps)
     replace = spec.output.overwrite if overwrite is None else overwrite
-    output.check_output(spec.output.path, overwrite=replace)
+    job = fingerprint(spec, source)
+    mode = output.check_output(spec.output.path, overwrite=replace, job=job)
     workload = _workload(spec, info, out_info)
     requested = jobs if jobs is not None else spec.run.jobs
     plan = sizing.plan(resolved.profile, workload, requested, _limits(resolved.profile))
+    notes = _space_warning(spec.output.path, workload.bytes_out)
+    if mode == "resume":
+        notes += (f"resume: {spec.output.path} is an unfinished result of this same job; "
+                  "the blocks it records as written are not computed again",)
+    plan = dataclasses.replace(plan, decisions=plan.decisions + notes)
     return Prepared(spec, resolved.profile, source, result, out_info, plan, replace, trust,
-                    resolved.files)
+                    resolved.files, job=job, resume=mode == "resume")
+
+
+def fingerprint(spec: JobSpec, source: inputs.InputArray) -> str:
+    """What makes two runs write the same bytes: input, steps, output layout, version."""
+    what = {
+        "input": os.path.abspath(os.path.expanduser(str(spec.input.path))),
+        "var": spec.input.var,
+        "shape": list(source.shape),
+        "dtype": str(source.data.dtype),
+        "chunks": [list(c) for c in source.data.chunks],
+        "steps": [s.to_table() for s in spec.steps],
+        "name": spec.output.name,
+        "zarr_format": spec.output.zarr_format,
+        "shards": spec.output.shards,
+        "version": __version__,
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _space_warning(path: str, needed: int) -> tuple[str, ...]:
+    """A plan line when the output's file system has less free space than the result."""
+    parent = Path(os.path.expanduser(str(path))).absolute().parent
+    try:
+        stat = os.statvfs(parent)
+    except OSError:
+        return ()
+    free = stat.f_bavail * stat.f_frsize
+    if free >= needed:
+        return ()
+    return (f"warning: {units.format_bytes(free)} free on the output's file system ({parent}) "
+            f"but the result is up to {units.format_bytes(needed)} uncompressed; it may not fit",)
 
 
 def _limits(profile: profiles.SiteProfile) -> slurm.Limits | None:
@@ -185,6 +232,7 @@ def execute(
         prep.plan.workload.bytes_in, prep.plan.workload.bytes_out,
     )
     rundir.update(state="starting")
+    started = _process_start()
     try:
         walltime = prep.plan.walltime or 0
         with _signals_raise(), cluster.start(
@@ -202,9 +250,14 @@ def execute(
                 reporter.info(f"  from your laptop: {forward}  "
                               f"then open http://localhost:{LAPTOP_PORT}/status")
             expected = prep.plan.jobs * prep.plan.workers_per_job
-            _wait_for_workers(client, watcher, expected, reporter, rundir)
+            summary.first_worker_s = _wait_for_workers(
+                client, watcher, expected, reporter, rundir, started)
             rundir.update(state="running")
-            _compute(prep, client, reporter, watcher)
+            t_compute = time.monotonic()
+            write = compute.write_result(prep, client, reporter, watcher, rundir)
+            summary.compute_s = time.monotonic() - t_compute
+            summary.blocks, summary.blocks_resumed = write.total, write.resumed
+            summary.peak_memory = compute.peak_memory(client)
             summary.jobs = sorted(watch.cluster_jobs(clus).values())
             if watcher is not None:
                 summary.lost_jobs = watcher.lost
@@ -256,13 +309,25 @@ def ssh_forward(link: str, environ: Mapping[str, str] | None = None) -> str:
     return f"ssh -N -L {target} {node}"
 
 
+def _process_start() -> float:
+    """When this process started (epoch seconds): a run's clock starts with the command."""
+    try:
+        return float(psutil.Process().create_time())
+    except psutil.Error:
+        return time.time()
+
+
 def _wait_for_workers(
     client: Any, watcher: watch.JobWatcher | None, expected: int, reporter: Reporter,
-    rundir: RunDir,
-) -> None:
+    rundir: RunDir, started: float,
+) -> float | None:
+    """Wait for ``expected`` workers; the seconds from ``started`` to the first one."""
     deadline = time.monotonic() + WAIT_FOR_WORKERS
+    first: float | None = None
     while True:
         connected = len(client.scheduler_info(n_workers=-1)["workers"])
+        if connected and first is None:
+            first = time.time() - started
         ids: list[str] = []
         states: dict[str, slurm.JobState] = {}
         if watcher is not None:
@@ -278,8 +343,9 @@ def _wait_for_workers(
                             f"workers: {connected}/{expected} connected")
         else:
             reporter.status(f"workers: {connected}/{expected} connected")
+        rundir.sample(client, phase="waiting", jobs=states)
         if connected >= expected:
-            return
+            return first
         if ids and not states and not connected:
             raise SubmissionError(
                 f"all {len(ids)} worker job(s) ended without a worker connecting: "
@@ -289,7 +355,7 @@ def _wait_for_workers(
             if connected:
                 reporter.info(f"{connected}/{expected} workers after {WAIT_FOR_WORKERS:.0f} s; "
                               "computing with those")
-                return
+                return first
             detail = "; ".join(f"job {s.job_id} {s.state} ({s.reason})" for s in states.values())
             raise SubmissionError(
                 f"no worker connected within {WAIT_FOR_WORKERS:.0f} s: "
@@ -307,68 +373,6 @@ def _last_error(logs: Path) -> str:
         if lines:
             return f"{lines[-1].strip()} (log: {err})"
     return f"no error in the worker logs (see {logs})"
-
-
-def _compute(
-    prep: Prepared, client: Any, reporter: Reporter, watcher: watch.JobWatcher | None
-) -> None:
-    provenance = {
-        "steps": [s.to_table() for s in prep.spec.steps],
-        "input": str(prep.spec.input.path),
-        "input_var": prep.spec.input.var,
-        "site": prep.profile.name,
-        "hpcscale_version": __version__,
-    }
-    var = (prep.spec.input.var or "").rsplit("/", 1)[-1]  # a nested var names its leaf
-    name = prep.spec.output.name or var or "result"
-    shards = prep.spec.output.shards
-    write = output.write_zarr(
-        prep.result, path=prep.spec.output.path, name=name, dims=prep.info.dims,
-        coords=_coords(prep), attrs=prep.source.attrs, provenance=provenance,
-        overwrite=prep.overwrite, zarr_format=prep.spec.output.zarr_format,
-        shards=tuple(shards) if shards else None, compute=False,
-    )
-    with dask.config.set({"distributed.scheduler.work-stealing": True}):
-        future = client.compute(write.delayed)
-        _follow(client, future, reporter, watcher)
-        future.result()
-    write.finalize()
-
-
-def _coords(prep: Prepared) -> dict[str, Any]:
-    """The input's coordinates, plus bin centres and bounds for a histogram's ``bin`` dim."""
-    coords: dict[str, Any] = dict(prep.source.coords)
-    last = prep.spec.steps[-1]
-    if isinstance(last, Histogram) and BIN_DIM in prep.info.dims:
-        edges = last.bin_edges()
-        coords[BIN_DIM] = last.bin_centers()
-        coords["bin_lower"] = (BIN_DIM, edges[:-1])
-        coords["bin_upper"] = (BIN_DIM, edges[1:])
-    return coords
-
-
-def _follow(
-    client: Any, future: Any, reporter: Reporter, watcher: watch.JobWatcher | None
-) -> None:
-    """Report progress from the scheduler's task states until ``future`` is done,
-    while the watcher replaces lost and retiring jobs."""
-    total = 0
-    while not future.done():
-        if watcher is not None:
-            watcher.poll(len(client.scheduler_info(n_workers=-1)["workers"]))
-        remaining = client.run_on_scheduler(_remaining_tasks)
-        total = max(total, remaining)
-        reporter.progress(total - remaining, total)
-        time.sleep(0.5)
-    if future.status == "error":
-        err = future.exception()
-        raise RunError(f"computation failed: {type(err).__name__}: {err}")
-    reporter.progress(total, total)
-
-
-def _remaining_tasks(dask_scheduler: Any = None) -> int:
-    states = ("released", "waiting", "queued", "processing", "no-worker")
-    return sum(1 for ts in dask_scheduler.tasks.values() if ts.state in states)
 
 
 def _leave_nothing_queued(job_name: str, timeout: float = 30.0) -> None:

@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,6 +108,29 @@ class RunDir:
         state = self.state()
         state.update(changes, updated=time.time())
         self.write_json("state.json", state)
+
+    def sample(self, client: Any, phase: str, jobs: Mapping[str, Any] | None = None,
+               **extra: Any) -> None:
+        """Append one line to ``timeline.jsonl``: time, phase, each worker's memory and
+        tasks, the SLURM jobs' states and ``extra``; what the run report is drawn from."""
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        line = {
+            "t": round(time.time(), 3),
+            "phase": phase,
+            "workers": {
+                w.get("name", addr) if isinstance(w.get("name"), str) else addr: {
+                    "memory": w.get("metrics", {}).get("memory", 0),
+                    "memory_limit": w.get("memory_limit", 0),
+                    "executing": w.get("metrics", {}).get("task_counts", {}).get("executing", 0),
+                    "host": w.get("host", ""),
+                }
+                for addr, w in workers.items()
+            },
+            "jobs": {i: getattr(s, "state", str(s)) for i, s in (jobs or {}).items()},
+            **extra,
+        }
+        with (self.path / "timeline.jsonl").open("a", encoding="utf-8") as f:
+            f.write(json.dumps(line, default=str) + "\n")
 
 
 def list_runs() -> list[RunDir]:

@@ -3,19 +3,24 @@
 A result is written as a Zarr group holding one array with dimension names,
 the coordinates of the dims that survive, the variable's attributes and, in
 the group attributes, ``provenance`` and the ``hpcscale`` marker. The marker
-says ``complete: false`` from the moment the metadata exist until every chunk
-is written; ``is_complete`` tells a finished store from a crashed or running
-one. An existing path is replaced only with ``overwrite=True`` and only when
-it is a store hpcscale wrote: ``check_output`` guards that before anything is
-submitted, because Zarr's own mode "w" deletes whatever the directory holds.
+says ``complete: false`` from the moment the metadata exist until every block
+is written and recorded in the store's manifest (:mod:`hpcscale.io.manifest`);
+``is_complete`` tells a finished store from a crashed or running one. An
+unfinished store of the same job (same ``job`` fingerprint) is resumed: the
+blocks its manifest records are not computed again. An existing path is
+replaced only with ``overwrite=True`` and only when it is a store hpcscale
+wrote: ``check_output`` guards that before anything is submitted, because
+Zarr's own mode "w" deletes whatever the directory holds.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -23,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, cast, overload
 
 import dask.array as da
+import dask.base
 import numcodecs
 import numpy as np
 import xarray as xr
@@ -33,10 +39,12 @@ from zarr.codecs import BloscCodec, BloscShuffle
 from zarr.storage import LocalStore
 
 from hpcscale import __version__
-from hpcscale.errors import OutputError
+from hpcscale.errors import OutputError, RunError
 from hpcscale.io._source import one_line
+from hpcscale.io.manifest import MANIFEST, Manifest, remove_partials
 
 __all__ = [
+    "DISK_FULL",
     "PendingWrite",
     "check_output",
     "default_codec",
@@ -47,6 +55,10 @@ __all__ = [
 
 MARKER_KEY = "hpcscale"
 _ZARR_METADATA = frozenset({"zarr.json", ".zgroup", ".zattrs", ".zarray", ".zmetadata"})
+# errno values of a full disk or an exhausted quota
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+Index = tuple[int, ...]
 # Attributes that make a reader transform the stored values. The values we
 # write are final, so carrying these over from the input would change them.
 _CF_ENCODING_ATTRS = frozenset(
@@ -56,25 +68,81 @@ _CF_ENCODING_ATTRS = frozenset(
 
 @dataclass(frozen=True)
 class PendingWrite:
-    """A started write: its metadata exist, marked incomplete.
+    """A started (or resumed) write: its metadata exist, marked incomplete.
 
-    Compute ``delayed`` (e.g. ``client.compute(pending.delayed).result()``),
-    then call ``finalize()``, which marks the store complete; never finalize
-    after a failed compute.
+    ``blocks`` holds one delayed write per block still to write, by block
+    index; ``resumed`` counts the blocks an earlier run wrote. Compute the
+    blocks (any scheduler), pass the indices of those that succeeded to
+    :meth:`written` as they finish, then call :meth:`finalize`, which marks
+    the store complete only when every block is recorded.
     """
 
     path: str
-    delayed: Delayed
-    finalize: Callable[[], None]
+    blocks: dict[Index, Delayed]
+    total: int
+    resumed: int
+    partials_removed: int
+    manifest: Manifest
+    fmt: Literal[2, 3]
+
+    def written(self, indices: Iterable[Index]) -> None:
+        self.manifest.record(indices)
+
+    def finalize(self) -> None:
+        missing = self.total - len(self.manifest.done())
+        if missing > 0:
+            raise OutputError(f"output {self.path}: {missing} block(s) not written; "
+                              "the store stays marked incomplete")
+        # Zarr warns about any file in a group it does not know, so the manifest
+        # goes before the metadata is consolidated; the marker is the record then.
+        self.manifest.remove()
+        _finalize(self.path, self.fmt)
+
+    def compute(self) -> None:
+        """Write every remaining block with the current dask scheduler, then finalize."""
+        keys = list(self.blocks)
+        try:
+            dask.base.compute(*self.blocks.values())  # type: ignore[no-untyped-call]
+        except OSError as exc:
+            raise disk_full_error(self.path, exc) or exc from exc
+        self.written(keys)
+        self.finalize()
 
 
-def check_output(path: str | os.PathLike[str], *, overwrite: bool) -> None:
+def disk_full_error(path: str, exc: BaseException, needed: int | None = None) -> RunError | None:
+    """A one-line error naming the output and the space, when ``exc`` is a full disk."""
+    if not (isinstance(exc, OSError) and exc.errno in DISK_FULL):
+        return None
+    try:
+        stat = os.statvfs(path if os.path.exists(path) else os.path.dirname(path) or ".")
+        free = f"{_bytes(stat.f_bavail * stat.f_frsize)} free"
+    except OSError:
+        free = "free space unknown"
+    need = f", the result needs up to {_bytes(needed)} uncompressed" if needed else ""
+    return RunError(
+        f"output {path}: disk full ({exc.strerror or 'no space left'}; {free}{need}); "
+        "the store is left marked incomplete: free space or choose another path, "
+        "then re-run to resume"
+    )
+
+
+def _bytes(n: int) -> str:
+    from hpcscale.units import format_bytes
+
+    return format_bytes(n)
+
+
+def check_output(
+    path: str | os.PathLike[str], *, overwrite: bool, job: str | None = None
+) -> Literal["new", "replace", "resume"]:
     """Refuse, with a one-line ``OutputError``, an output path that must not be written.
 
     Call before submitting anything. Allowed: a path that does not exist in a
-    writable directory, an empty directory, and, with ``overwrite=True``, a
-    Zarr store written by hpcscale (found by its marker) holding nothing else.
-    Anything else that exists is never replaced, whatever ``overwrite`` says.
+    writable directory, an empty directory ("new"); with ``overwrite=True``, a
+    Zarr store written by hpcscale (found by its marker) holding nothing else
+    ("replace"); without it, such a store left unfinished by the same ``job``
+    (its fingerprint) and no longer being written ("resume"). Anything else
+    that exists is never replaced, whatever ``overwrite`` says.
     """
     text = os.path.expanduser(os.fspath(path))
     p = Path(text)
@@ -84,7 +152,7 @@ def check_output(path: str | os.PathLike[str], *, overwrite: bool) -> None:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"output {text}: parent directory {parent} is not writable")
     if not os.path.lexists(p):
-        return
+        return "new"
     refuse = (
         f"output {text}: exists and is not a Zarr store written by hpcscale; "
         "refusing to replace it, even with --overwrite (choose another path)"
@@ -93,8 +161,9 @@ def check_output(path: str | os.PathLike[str], *, overwrite: bool) -> None:
         raise OutputError(refuse)
     entries = sorted(os.listdir(p))
     if not entries:
-        return
-    if read_marker(p) is None:
+        return "new"
+    marker = read_marker(p)
+    if marker is None:
         raise OutputError(refuse)
     foreign = [e for e in entries if not _is_zarr_entry(p / e)]
     if foreign:
@@ -102,19 +171,46 @@ def check_output(path: str | os.PathLike[str], *, overwrite: bool) -> None:
             f"output {text}: holds files that are not part of its Zarr store "
             f"({', '.join(foreign[:5])}); refusing to replace it, even with --overwrite"
         )
-    if not overwrite:
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise OutputError(f"output {text}: exists and is not writable")
+    if marker.get("complete") is not True:
+        writer = _live_writer(marker)
+        if writer:
+            raise OutputError(f"output {text}: is being written by {writer}; "
+                              "wait for it or cancel it")
+    if overwrite:
+        return "replace"
+    if marker.get("complete") is True:
         raise OutputError(
             f"output {text}: already exists (an hpcscale result); pass --overwrite to replace it"
         )
-    if not os.access(p, os.W_OK | os.X_OK):
-        raise OutputError(f"output {text}: exists and is not writable")
+    if job is not None and marker.get("job") == job:
+        return "resume"
+    raise OutputError(
+        f"output {text}: an unfinished result of a different job (other input, steps or "
+        "output settings); pass --overwrite to replace it"
+    )
+
+
+def _live_writer(marker: Mapping[str, Any]) -> str | None:
+    """'run R (pid P)' when the process that started this store still runs on this host."""
+    pid, host = marker.get("pid"), marker.get("host")
+    if not isinstance(pid, int) or host != socket.gethostname() or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    return f"run {marker.get('run', '?')} (pid {pid}, still running)"
 
 
 def _is_zarr_entry(entry: Path) -> bool:
     if entry.is_symlink():
         return False
     if entry.is_file():
-        return entry.name in _ZARR_METADATA
+        return entry.name in _ZARR_METADATA or entry.name == MANIFEST
     return entry.is_dir() and any((entry / m).is_file() for m in _ZARR_METADATA)
 
 
@@ -182,6 +278,8 @@ def write_zarr(
     overwrite: bool = ...,
     zarr_format: int = ...,
     shards: tuple[int, ...] | None = ...,
+    job: str | None = ...,
+    run: str | None = ...,
     compute: Literal[True] = ...,
 ) -> None: ...
 
@@ -199,6 +297,8 @@ def write_zarr(
     overwrite: bool = ...,
     zarr_format: int = ...,
     shards: tuple[int, ...] | None = ...,
+    job: str | None = ...,
+    run: str | None = ...,
     compute: Literal[False],
 ) -> PendingWrite: ...
 
@@ -215,9 +315,11 @@ def write_zarr(
     overwrite: bool = False,
     zarr_format: int = 3,
     shards: tuple[int, ...] | None = None,
+    job: str | None = None,
+    run: str | None = None,
     compute: bool = True,
 ) -> PendingWrite | None:
-    """Write ``data`` as array ``name`` of a new Zarr group at ``path``.
+    """Write ``data`` as array ``name`` of a new Zarr group at ``path``, or resume it.
 
     ``coords`` maps a dim name to its 1-D values (dims not in ``dims`` are
     dropped: the operation removed them) or a name to ``(dims, values)`` for
@@ -226,11 +328,15 @@ def write_zarr(
     Zarr chunks follow the dask chunks (made regular first); with ``shards``
     (a multiple of the chunks, Zarr v3 only) the dask chunks become whole
     shards, so no two tasks ever write one chunk or shard.
+    ``job`` is the fingerprint of what produces ``data``: an unfinished store
+    with the same fingerprint is resumed (its recorded blocks are skipped, its
+    stray ``.partial`` files removed) instead of refused. ``run`` names the run
+    writing it, in the marker.
     With ``compute=False`` returns a ``PendingWrite`` to compute and finalize;
     otherwise computes with the current dask scheduler and finalizes.
     """
     text = os.path.expanduser(os.fspath(path))
-    check_output(text, overwrite=overwrite)
+    mode = check_output(text, overwrite=overwrite, job=job)
     if zarr_format not in (2, 3):
         raise OutputError(f"output {text}: zarr_format {zarr_format!r}; expected 2 or 3")
     fmt: Literal[2, 3] = 2 if zarr_format == 2 else 3
@@ -245,24 +351,56 @@ def write_zarr(
         raise ValueError("data has unknown chunk sizes; call compute_chunk_sizes() first")
     data = _regular(data)
     chunks = tuple(max(int(c[0]), 1) if c else 1 for c in data.chunks)
-    encoding: dict[str, Any] = {"chunks": chunks}
     if shards is not None:
         _check_shards(text, shards, chunks, zarr_format)
         # One dask task per whole shard: a shard is a single object rewritten
         # as a whole, so two tasks writing parts of one shard lose each
         # other's chunks without an error.
         data = cast(da.Array, data.rechunk(shards))  # type: ignore[no-untyped-call]
-        encoding["shards"] = shards
-    codec = default_codec(data.dtype, zarr_format)
-    if codec is not None:
-        encoding["compressors"] = (codec,)
+    manifest = Manifest(text)
+    partials = 0
+    if mode == "resume":
+        _check_resumable(text, name, data, fmt, chunks)
+        partials = remove_partials(text)
+    else:
+        encoding: dict[str, Any] = {"chunks": chunks}
+        if shards is not None:
+            encoding["shards"] = shards
+        codec = default_codec(data.dtype, zarr_format)
+        if codec is not None:
+            encoding["compressors"] = (codec,)
+        _create(text, data, name, dims, fmt, encoding, coords, attrs, provenance, job, run)
+        manifest.start()
+    blocks = _block_writes(data, text, name, fmt)
+    done = manifest.done()
+    pending = PendingWrite(
+        path=text, blocks={i: d for i, d in blocks.items() if i not in done}, total=len(blocks),
+        resumed=len(done & blocks.keys()), partials_removed=partials, manifest=manifest, fmt=fmt,
+    )
+    if not compute:
+        return pending
+    pending.compute()
+    return None
+
+
+def _create(
+    path: str, data: da.Array, name: str, dims: tuple[str, ...], fmt: Literal[2, 3],
+    encoding: dict[str, Any], coords: Mapping[str, Any] | None,
+    attrs: Mapping[str, Any] | None, provenance: Mapping[str, Any], job: str | None,
+    run: str | None,
+) -> None:
+    """The store's metadata and coordinates, marked incomplete; no data blocks."""
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    marker = {
+    marker: dict[str, Any] = {
         "writer": "hpcscale",
         "version": __version__,
         "array": name,
         "complete": False,
         "started": now,
+        "job": job,
+        "run": run,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
     }
     record = _jsonable(dict(provenance))
     record.setdefault("hpcscale_version", __version__)
@@ -275,26 +413,56 @@ def write_zarr(
     )
     with _quiet_consolidation():
         try:
-            delayed = ds.to_zarr(
-                text,
-                mode="w",
-                zarr_format=zarr_format,
-                consolidated=True,
-                encoding={name: encoding},
-                compute=False,
-            )
-        except (OSError, ValueError, TypeError, zarr.errors.BaseZarrError) as exc:
-            raise OutputError(f"output {text}: cannot write: {one_line(exc)}") from exc
+            # compute=False writes metadata and the (numpy) coordinates; the
+            # data blocks are written by _store_block, one task each.
+            ds.to_zarr(path, mode="w", zarr_format=fmt, consolidated=True,
+                       encoding={name: encoding}, compute=False)
+        except OSError as exc:
+            raise disk_full_error(path, exc) or OutputError(
+                f"output {path}: cannot write: {one_line(exc)}") from exc
+        except (ValueError, TypeError, zarr.errors.BaseZarrError) as exc:
+            raise OutputError(f"output {path}: cannot write: {one_line(exc)}") from exc
 
-    def finalize() -> None:
-        _finalize(text, fmt)
 
-    pending = PendingWrite(path=text, delayed=delayed, finalize=finalize)
-    if not compute:
-        return pending
-    pending.delayed.compute()  # type: ignore[no-untyped-call]
-    pending.finalize()
-    return None
+def _check_resumable(
+    path: str, name: str, data: da.Array, fmt: Literal[2, 3], chunks: tuple[int, ...]
+) -> None:
+    """Refuse to resume into a store whose array does not fit ``data`` block for block."""
+    try:
+        arr = zarr.open_array(LocalStore(path), path=name, mode="r", zarr_format=fmt)
+    except (OSError, ValueError, zarr.errors.BaseZarrError) as exc:
+        raise OutputError(f"output {path}: cannot resume, array {name!r} unreadable "
+                          f"({one_line(exc)}); pass --overwrite to start again") from exc
+    same = (tuple(arr.shape) == tuple(data.shape) and arr.dtype == data.dtype
+            and (not chunks or tuple(arr.chunks) == chunks))
+    if not same:
+        raise OutputError(
+            f"output {path}: cannot resume, array {name!r} is {arr.dtype}{list(arr.shape)} "
+            f"in chunks {list(arr.chunks)}, this job writes {data.dtype}{list(data.shape)} in "
+            f"chunks {list(chunks)}; pass --overwrite to start again"
+        )
+
+
+def _block_writes(data: da.Array, path: str, name: str, fmt: Literal[2, 3]) -> dict[Index, Delayed]:
+    """One delayed write per dask block, by block index."""
+    marks = da.map_blocks(  # type: ignore[no-untyped-call]
+        _store_block, data, path=path, array=name, zarr_format=fmt, dtype=bool,
+        chunks=tuple((1,) * len(c) for c in data.chunks), meta=np.empty((0,) * data.ndim, bool),
+    )
+    delayed = marks.to_delayed()
+    return {tuple(int(i) for i in index): d for index, d in np.ndenumerate(delayed)}
+
+
+def _store_block(
+    block: np.ndarray[Any, Any], *, path: str, array: str, zarr_format: Literal[2, 3],
+    block_info: dict[Any, Any] | None = None,
+) -> np.ndarray[Any, Any]:
+    """Write one block into its region of the Zarr array (runs on a worker)."""
+    assert block_info is not None
+    region = tuple(slice(start, stop) for start, stop in block_info[0]["array-location"])
+    out = zarr.open_array(LocalStore(path), path=array, mode="r+", zarr_format=zarr_format)
+    out[region] = block
+    return np.ones((1,) * block.ndim, dtype=bool)
 
 
 def _finalize(path: str, zarr_format: Literal[2, 3]) -> None:
