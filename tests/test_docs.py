@@ -499,6 +499,27 @@ def test_cli_md_is_the_cli_help() -> None:
         "regenerate it with: .venv/bin/python tests/test_docs.py --write-cli")
 
 
+# -- pages that say which test shows a promise -------------------------------------------------
+
+TEST_REF = re.compile(r"`(tests/[\w/]+\.py)(?:::(\w+))?`")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_tests_named_in_the_docs_exist(page: Path) -> None:
+    """security.md and reliability.md name the test behind each promise: each must exist."""
+    for path, name in TEST_REF.findall(page.read_text(encoding="utf-8")):
+        source = REPO / path
+        assert source.is_file(), f"{page.name}: {path} does not exist"
+        if name:
+            assert re.search(rf"^def {name}\(", source.read_text(encoding="utf-8"), re.M), (
+                f"{page.name}: {path} has no test {name}")
+
+
+def test_the_promise_pages_name_their_tests() -> None:
+    for name in ("security.md", "reliability.md"):
+        assert len(TEST_REF.findall((DOCS / name).read_text(encoding="utf-8"))) >= 8, name
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["--write-cli"]:
         write_cli_reference()
