@@ -31,7 +31,8 @@ def test_run_directory_lists_every_config_file_and_the_trust_override(  # type: 
 
     refused = cli("submit", str(spec), "--site", "lab")
     assert refused.code == 2
-    assert "writable by" in refused.err and "--trust-profiles" in refused.err
+    assert "writable by" in refused.err
+    assert "--trust-profiles" in refused.err
     r = cli("--json", "--trust-profiles", "submit", str(spec), "--site", "lab")
     assert r.code == 0, r
     run = Path(json.loads(r.out)["run_dir"])

@@ -47,7 +47,7 @@ def write_result(
         reporter.info(f"resuming {write.path}: {write.resumed} of {write.total} blocks already "
                       f"written; {write.partials_removed} half-written file(s) removed")
     with dask.config.set({"distributed.scheduler.work-stealing": True}), \
-            performance_report(filename=str(rundir.path / DASK_REPORT)):
+            performance_report(filename=str(rundir.path / DASK_REPORT)):  # type: ignore[no-untyped-call]
         indices = list(write.blocks)
         futures = client.compute(list(write.blocks.values())) if indices else []
         _follow(client, dict(zip(indices, futures, strict=True)), write, reporter, watcher,
