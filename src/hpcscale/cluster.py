@@ -26,6 +26,7 @@ from distributed import Client, LocalCluster
 
 from hpcscale import units
 from hpcscale.profiles import SiteProfile, SlurmSettings
+from hpcscale.worker import Warmup
 
 logger = logging.getLogger(__name__)
 PLACEHOLDER_SCHEDULER = "tcp://<scheduler-address>:8786"
@@ -97,6 +98,12 @@ def slurm_job_kwargs(
         "log_directory": settings.log_directory or log_directory,
         "job_name": job_name,
         "death_timeout": DEATH_TIMEOUT,
+        # A nanny is a second Python process that starts the worker process:
+        # seconds of start-up on every job. It is needed to run several
+        # worker processes per job; with one, SLURM's own memory limit and
+        # the job watcher do what it would (a worker over its memory is lost
+        # and replaced).
+        "nanny": settings.processes > 1,
         "worker_extra_args": list(worker_extra_args or []),
         "shebang": "#!/usr/bin/env bash",
     }
@@ -165,6 +172,7 @@ def start(
         cluster.scale(jobs=jobs)
     try:
         with Client(cluster) as client:  # type: ignore[no-untyped-call]
+            client.register_plugin(Warmup())
             yield cluster, client
     finally:
         try:

@@ -129,9 +129,12 @@ def _remaining_tasks(dask_scheduler: Any = None) -> int:
 
 
 def peak_memory(client: Any) -> dict[str, int]:
-    """Each worker process's peak resident memory in bytes (Linux ru_maxrss is KiB)."""
+    """Each worker's peak resident memory in bytes (Linux ru_maxrss is KiB), by the
+    worker's name as the timeline has it (its address where it has no name)."""
     found: dict[str, int] = client.run(_max_rss)
-    return found
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    names = {a: w.get("name") for a, w in workers.items()}
+    return {n if isinstance(n := names.get(a), str) else a: v for a, v in found.items()}
 
 
 def _max_rss() -> int:

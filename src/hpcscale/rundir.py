@@ -9,6 +9,7 @@ compute nodes can read the credentials).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -83,6 +84,7 @@ class RunDir:
         (path / "jobspec.toml").write_text(spec.to_toml(), encoding="utf-8")
         rd.write_json("profile.json", profile.model_dump(mode="json"))
         (path / "plan.txt").write_text("\n".join(plan.lines()) + "\n", encoding="utf-8")
+        rd.write_json("plan.json", dataclasses.asdict(plan))
         rd.write_json("config-files.json", {
             "profiles": [str(p) for p in profile_files],
             "dask": _dask_config_files(),
@@ -123,6 +125,7 @@ class RunDir:
                     "memory_limit": w.get("memory_limit", 0),
                     "executing": w.get("metrics", {}).get("task_counts", {}).get("executing", 0),
                     "host": w.get("host", ""),
+                    "address": addr,
                 }
                 for addr, w in workers.items()
             },
