@@ -55,12 +55,17 @@ def _global(
     render.OPTIONS.trust_profiles = trust_profiles
 
 
-from hpcscale.cli import batch, commands, runs, site  # noqa: E402  (register commands)
+from hpcscale.cli import batch, commands, doctor, runs, site  # noqa: E402  (register commands)
+from hpcscale.cli import preview as preview_command  # noqa: E402
+from hpcscale.cli import report as report_command  # noqa: E402
 
 app.add_typer(site.app, name="site")
 commands.register(app)
 runs.register(app)
 batch.register(app)
+report_command.register(app)
+preview_command.register(app)
+doctor.register(app)
 
 
 def main() -> None:
