@@ -70,10 +70,19 @@ def tricky(shape: tuple[int, ...], lo: float, hi: float, bins: int, dtype: str =
     return a
 
 
+@pytest.fixture(params=["batched", "row by row"])
+def counting(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both ways a block is counted: all rows at once, or numpy's histogram per row."""
+    from hpcscale.ops import histogram
+
+    monkeypatch.setattr(histogram, "_LONG_ROW", 1 if request.param == "row by row" else 1 << 62)
+
+
 @pytest.mark.parametrize("dtype", ["f8", "f4", "f2"])
 @pytest.mark.parametrize(
     "axis", [None, ["y", "x"], "t", ["t", "x"], [-1], ["t", "y", "x"]], ids=str
 )
+@pytest.mark.usefixtures("counting")
 def test_equals_np_histogram_per_kept_index(axis: Any, dtype: str) -> None:
     a = tricky((6, 7, 9), 0.1, 0.7, 6, dtype)
     table: dict[str, Any] = {"histogram": 6, "range": [0.1, 0.7]}

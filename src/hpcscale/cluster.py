@@ -26,7 +26,6 @@ from distributed import Client, LocalCluster
 
 from hpcscale import units
 from hpcscale.profiles import SiteProfile, SlurmSettings
-from hpcscale.worker import Warmup
 
 logger = logging.getLogger(__name__)
 PLACEHOLDER_SCHEDULER = "tcp://<scheduler-address>:8786"
@@ -172,7 +171,6 @@ def start(
         cluster.scale(jobs=jobs)
     try:
         with Client(cluster) as client:  # type: ignore[no-untyped-call]
-            client.register_plugin(Warmup())
             yield cluster, client
     finally:
         try:

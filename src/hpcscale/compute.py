@@ -9,12 +9,12 @@ the cluster into the run's timeline for the report.
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import time
 from typing import TYPE_CHECKING, Any
 
-import dask
-from distributed import performance_report
+from distributed import performance_report, wait
 
 from hpcscale import __version__
 from hpcscale.errors import RunError
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from hpcscale.rundir import RunDir
 
 DASK_REPORT = "dask-report.html"  # dask's own performance report, in the run directory
+DASK_REPORT_AFTER = 30.0  # seconds of computation from which it is worth rendering
 POLL = 0.5  # seconds between progress updates
 SAMPLE = 1.0  # seconds between timeline samples
 
@@ -46,14 +47,23 @@ def write_result(
     if write.resumed or write.partials_removed:
         reporter.info(f"resuming {write.path}: {write.resumed} of {write.total} blocks already "
                       f"written; {write.partials_removed} half-written file(s) removed")
-    with dask.config.set({"distributed.scheduler.work-stealing": True}), \
-            performance_report(filename=str(rundir.path / DASK_REPORT)):  # type: ignore[no-untyped-call]
+    with _DaskReport(filename=str(rundir.path / DASK_REPORT)):  # type: ignore[no-untyped-call]
         indices = list(write.blocks)
         futures = client.compute(list(write.blocks.values())) if indices else []
         _follow(client, dict(zip(indices, futures, strict=True)), write, reporter, watcher,
                 rundir, prep.plan.workload.bytes_out)
         write.finalize()  # the result is complete before dask renders its report
     return write
+
+
+class _DaskReport(performance_report):
+    """dask's performance report (task stream, profiles), written for computations of
+    DASK_REPORT_AFTER seconds or more: rendering it takes a second or two, longer than
+    many a short computation, whose own report.html says enough."""
+
+    def __exit__(self, *exc: object) -> None:
+        if time.time() - self.start >= DASK_REPORT_AFTER:
+            super().__exit__(*exc)  # type: ignore[no-untyped-call]
 
 
 def output_name(prep: Prepared) -> str:
@@ -112,7 +122,10 @@ def _follow(
             last_sample = now
         if not pending:
             return
-        time.sleep(POLL)
+        # back at once when a block finishes, else after POLL for progress
+        with contextlib.suppress(TimeoutError):
+            wait(list(pending.values()), timeout=POLL,  # type: ignore[no-untyped-call]
+                 return_when="FIRST_COMPLETED")
 
 
 def _failure(future: Any, path: str, bytes_out: int) -> Exception:

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from hpcscale import __version__, cluster, compute, profiles, sizing, slurm, units, watch
+from hpcscale import __version__, cluster, compute, profiles, sizing, slurm, units, watch, worker
 from hpcscale.errors import SizingError, SubmissionError, UsageError
 from hpcscale.io import inputs, output
 from hpcscale.jobspec import JobSpec
@@ -340,10 +340,15 @@ def _wait_for_workers(
     """Wait for ``expected`` workers; the seconds from ``started`` to the first one."""
     deadline = time.monotonic() + WAIT_FOR_WORKERS
     first: float | None = None
+    warmed: set[str] = set()
     while True:
-        connected = len(client.scheduler_info(n_workers=-1)["workers"])
+        addresses = set(client.scheduler_info(n_workers=-1)["workers"])
+        connected = len(addresses)
         if connected and first is None:
             first = time.time() - started
+        if addresses - warmed:  # before any task runs: see hpcscale.worker
+            client.run(worker.warm, workers=sorted(addresses - warmed), on_error="ignore")
+            warmed |= addresses
         ids: list[str] = []
         states: dict[str, slurm.JobState] = {}
         if watcher is not None:

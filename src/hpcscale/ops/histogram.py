@@ -30,6 +30,7 @@ from hpcscale.ops.base import ArrayInfo, AxisList, AxisRef, FiniteFloat, StepMod
 MAX_BINS = 1 << 20
 BIN_DIM = "bin"
 # Values binned at a time inside a block, to bound the temporaries numpy makes.
+_LONG_ROW = 1 << 14  # values per kept index from which rows are counted one by one
 _BATCH = 1 << 20
 
 Block = np.ndarray[Any, Any]
@@ -148,6 +149,13 @@ def _block_counts(
     rows = math.prod(kept_shape)
     flat = np.moveaxis(block, kept + reduced, range(block.ndim)).reshape(rows, -1)
     counts = np.zeros((rows, bins), dtype=np.int64)
+    if flat.shape[1] >= _LONG_ROW:
+        # Long rows (a plane per kept index): numpy's own histogram, row by row,
+        # is about twice as fast as binning all rows at once, which needs row
+        # and column indices for every value.
+        for i, values in enumerate(flat):
+            counts[i] = np.histogram(values, bins, (lo, hi))[0]
+        return np.expand_dims(counts.reshape((*kept_shape, bins)), reduced)
     step = max(1, _BATCH // max(1, flat.shape[1]))
     for start in range(0, rows, step):
         part = flat[start : start + step]
