@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import write_profile
-from hpcscale import doctor
+from hpcscale import doctor, doctor_probe, profiles
 
 # A profile without `interface`: the doctor listens on this machine's default address.
 PROFILE = '[slurm]\npartition = "debug"\nmemory = "1GiB"\nwalltime = "00:10:00"\n'
@@ -119,7 +119,7 @@ def test_probe_is_cancelled_when_interrupted(fake_slurm, monkeypatch: pytest.Mon
     def interrupt(*_args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(doctor, "_accept", interrupt)
+    monkeypatch.setattr(doctor_probe, "_accept", interrupt)
     with pytest.raises(KeyboardInterrupt):
         doctor.diagnose("site1")
     assert "123" in (log / "scancel.args").read_text().split()
@@ -128,14 +128,14 @@ def test_probe_is_cancelled_when_interrupted(fake_slurm, monkeypatch: pytest.Mon
 def test_unreachable_scheduler_port(cli, fake_slurm, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     log = fake_slurm(squeue='[ -e "$LOG/cancelled" ] || echo "123|x|RUNNING|None|c1|debug"\n')
 
-    def report(self: doctor._Probe) -> dict[str, object]:
+    def report(self: doctor_probe.Probe) -> dict[str, object]:
         # what a probe that could not connect writes into its output file
         return {"token": self.token, "host": "c1", "python": "/sw/bin/python3",
                 "hpcscale": doctor.__version__, "interfaces": {"eth0": ["10.1.0.7"]},
                 "dirs": {"runs directory": [str(self.dir), True, True]},
                 "connect": "[Errno 113] No route to host", "via": "file"}
 
-    monkeypatch.setattr(doctor._Probe, "from_file", report)
+    monkeypatch.setattr(doctor_probe.Probe, "from_file", report)
     r = cli("--json", "doctor", "--site", "site1")
     assert r.code == 1, r
     checks = _checks(r.out)
@@ -228,8 +228,38 @@ def test_unwritable_runs_directory(cli, fake_slurm, tmp_path: Path,
 
 
 def test_only_the_probe_with_the_token_is_heard() -> None:
-    assert doctor._parse('{"token": "abc", "host": "c1"}\n', "abc") == {"token": "abc",
-                                                                      "host": "c1"}
-    assert doctor._parse('{"token": "xyz", "host": "c1"}\n', "abc") is None
-    assert doctor._parse("GET / HTTP/1.1\r\n", "abc") is None
-    assert doctor._parse("", "abc") is None
+    assert doctor_probe.parse('{"token": "abc", "host": "c1"}\n', "abc") == {
+        "token": "abc", "host": "c1"}
+    assert doctor_probe.parse('{"token": "xyz", "host": "c1"}\n', "abc") is None
+    assert doctor_probe.parse("GET / HTTP/1.1\r\n", "abc") is None
+    assert doctor_probe.parse("", "abc") is None
+
+
+def test_the_probe_alone_says_how_it_ended(fake_slurm) -> None:  # type: ignore[no-untyped-def]
+    log = fake_slurm()
+    settings = profiles.load("site1").profile.slurm
+    assert settings is not None
+    said: list[str] = []
+    probe = doctor_probe.Probe(settings, address=None, max_time=90, say=said.append,
+                               start_timeout=1)
+    out = probe.run()
+    assert (out.ending, out.job_id, out.detail, out.report) == (
+        doctor_probe.Ending.pending, "123", "Resources", None)
+    assert (out.listened, out.listen_error) == ("", "")
+    assert said == ["probe job 123 submitted; it may wait 1 s to start"]
+    assert "--time=00:01:30" in (log / "sbatch.args").read_text()
+    assert "123" in (log / "scancel.args").read_text().split()
+    script = (out.directory / "probe.sh").read_text(encoding="utf-8")
+    assert script.startswith("#!/usr/bin/env bash\n")
+    assert "/dev/tcp/" not in script  # nothing listened: it reports only into its output
+    probe.discard()
+    assert not out.directory.exists()
+
+
+def test_a_failed_probe_keeps_its_directory(cli, fake_slurm) -> None:  # type: ignore[no-untyped-def]
+    fake_slurm()
+    r = cli("doctor", "--site", "site1", "--timeout", "1")
+    assert r.code == 1, r
+    kept = re.search(r"the probe's script and output are kept in (\S+)", r.err)
+    assert kept, r.err
+    assert (Path(kept.group(1)) / "probe.sh").is_file()

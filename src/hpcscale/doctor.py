@@ -3,38 +3,34 @@
 Every check is reported, in order (``ok``, ``FAIL`` with a fix, or ``skip``
 with the reason): SLURM's commands and controller, the profile, its
 partition, size and account, the scheduler's interface on this machine, the
-directories a run writes, and a tiny probe job. The probe runs the profile's
-prologue and the workers' python on a compute node and reports back over TCP
-to a port the doctor listens on at the scheduler's address: the path a dask
-worker takes. The probe is cancelled whatever happens, and waited for until
-it has left ``squeue``.
+directories a run writes, and a tiny probe job (:mod:`hpcscale.doctor_probe`).
+The probe runs the profile's prologue and the workers' python on a compute
+node and reports back over TCP to a port the doctor listens on at the
+scheduler's address: the path a dask worker takes. What it reports becomes
+the ``node ...`` and ``scheduler port`` checks here.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
-import shlex
 import shutil
 import socket
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from hpcscale import __version__, profiles, slurm, units
+from hpcscale import __version__, profiles, slurm
 from hpcscale import run as runlib
 from hpcscale import site as sitelib
+from hpcscale.doctor_probe import Ending, Outcome, Probe
 from hpcscale.errors import ProfileError, SubmissionError
 from hpcscale.rundir import runs_dir
 
 SLURM_COMMANDS = ("sbatch", "squeue", "scontrol", "scancel")
-RESULT_TAG = "HPCSCALE_DOCTOR_RESULT "
 _BUSY = ("Resources", "Priority", "None", "BeginTime")  # pending reasons that pass by waiting
 
 
@@ -209,7 +205,7 @@ class _Slurm:
         elif self.blockers:
             self.report.add("probe job", Status.skip, "not submitted: " + "; ".join(self.blockers))
         else:
-            _Probe(self, start_timeout, run_timeout).run()
+            self.probe(start_timeout, run_timeout)
 
     def commands(self) -> bool:
         missing = [c for c in SLURM_COMMANDS if shutil.which(c) is None]
@@ -314,153 +310,62 @@ class _Slurm:
             self.address = found[name][0]
             self.report.add("interface", Status.ok, f"{name} has {self.address}")
 
-
-class _Probe:
-    """Submit the probe job, wait for its report, always cancel it."""
-
-    def __init__(self, ctx: _Slurm, start_timeout: float, run_timeout: float) -> None:
-        self.ctx, self.s, self.report = ctx, ctx.s, ctx.report
-        self.start_timeout, self.run_timeout = start_timeout, run_timeout
-        self.token = secrets.token_hex(3)
-        self.name = f"hpcscale-doctor-{self.token}"
-        self.dir = runs_dir() / f"doctor-{self.token}"  # must be visible on the nodes too
-        self.port = 0
-
-    def run(self) -> None:
+    def probe(self, start_timeout: float, run_timeout: float) -> None:
+        """Submit the probe job; what became of it, and what it reported, as checks."""
         failed = len(self.report.failed)
-        self.dir.mkdir(parents=True, mode=0o700)
-        srv: socket.socket | None = None
-        if self.ctx.address:
-            try:
-                srv = socket.create_server((self.ctx.address, 0))
-                srv.settimeout(1.0)
-                self.port = srv.getsockname()[1]
-            except OSError as err:
-                self.ctx.fail("scheduler port", f"cannot listen on {self.ctx.address}: {err}",
-                              f"set interface = another one in {self.ctx.file('interface')}")
-        job_id, got = "", None
-        try:
-            job_id = self.submit(self.ctx.address or "" if srv else "")
-            got = self.wait(job_id, srv) if job_id else None
-        finally:
-            if srv is not None:
-                srv.close()
-            # by name too: sbatch may have queued it before an interrupt reached us
-            ids = {job_id, *slurm.queue(name=self.name)} - {""}
-            slurm.cancel(ids)
-            _wait_gone(ids)
-        if got is not None:
-            self.judge(got)
+        names = self.s.partition.split(",")
+        max_time = min((t for n in names if (t := self.parts[n].max_time)), default=None)
+        probe = Probe(self.s, address=self.address, max_time=max_time, say=self.say,
+                      start_timeout=start_timeout, run_timeout=run_timeout)
+        out = probe.run()
+        if out.listen_error:
+            self.fail("scheduler port", f"cannot listen on {self.address}: {out.listen_error}",
+                      f"set interface = another one in {self.file('interface')}")
+        self.ended(out, start_timeout, run_timeout)
+        if out.report is not None:
+            self.judge(out)
         if len(self.report.failed) == failed:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            probe.discard()
         else:
-            self.ctx.say(f"the probe's script and output are kept in {self.dir}")
+            self.say(f"the probe's script and output are kept in {out.directory}")
 
-    def script(self, host: str) -> str:
-        """Bash: the prologue, then the workers' python runs _PROBE_PY (or bash reports why not)."""
-        dirs = {"runs directory": str(self.dir)}
-        for key in ("local_directory", "log_directory"):
-            if getattr(self.s, key):
-                dirs[key.replace("_", " ")] = getattr(self.s, key)
-        iface = self.s.worker_interface or self.s.interface or ""
-        args = shlex.join([self.token, host, str(self.port), iface, json.dumps(dirs)])
-        send = f'    echo "$line" 2>/dev/null >/dev/tcp/{host}/{self.port}' if host else "    :"
-        return "\n".join([
-            "#!/usr/bin/env bash", f"# hpcscale doctor's probe {self.name}", "{",
-            *(f"    {p}" for p in self.s.prologue), "    :", "}",
-            # unquoted, as dask-jobqueue writes it into the workers' job script
-            f"{self.s.python or sys.executable} - {args} <<'HPCSCALE_PROBE'",
-            _PROBE_PY.strip(), "HPCSCALE_PROBE", "rc=$?", 'if [ "$rc" -ne 0 ]; then',
-            _FALLBACK.replace("TOKEN", self.token), f'    echo "{RESULT_TAG}$line"', send,
-            "fi", ""])
+    def ended(self, out: Outcome, start_timeout: float, run_timeout: float) -> None:
+        """The ``probe job`` check: how the job ended."""
+        job, profile = out.job_id, self.res.files[0]
+        if out.ending is Ending.reported and out.report is not None:
+            self.report.add("probe job", Status.ok, f"job {job} ran on "
+                            f"{out.report.get('host', '?')} (started within {out.waited:.0f} s)")
+        elif out.ending is Ending.refused:
+            self.fail("probe job", f"sbatch refused it: {out.detail}",
+                      "the profile asks for what SLURM does not allow here (partition, "
+                      f"account, qos, extra_directives); correct {profile}")
+        elif out.ending is Ending.pending:
+            self.fail("probe job", f"job {job} still PENDING after {start_timeout:.0f} s "
+                      f"(reason: {out.detail}); cancelled",
+                      "the partition is busy: run again later, or with a longer --timeout"
+                      if out.detail in _BUSY else f"SLURM holds it for {out.detail} "
+                      f"(`scontrol show job` says more); correct {profile}")
+        elif out.ending is Ending.silent:
+            self.fail("probe job", f"job {job} ran on {out.detail} for {run_timeout:.0f} s "
+                      "without a report; cancelled", "does a prologue line wait for something? "
+                      f"{out.directory}/probe.out and probe.err say how far it got")
+        else:
+            self.fail("probe job", f"job {job} ended without a report"
+                      f"{f' ({out.stderr})' if out.stderr else ''}",
+                      f"read {out.directory}/probe.err; is {runs_dir()} on a filesystem "
+                      "the compute nodes share?")
 
-    def submit(self, host: str) -> str:
-        path = self.dir / "probe.sh"
-        path.write_text(self.script(host), encoding="utf-8")
-        max_time = min((self.ctx.parts[p].max_time or 120 for p in self.s.partition.split(",")),
-                       default=120)
-        s = self.s
-        cmd = ["sbatch", "--parsable", f"--job-name={self.name}", f"--partition={s.partition}",
-               *([f"--account={s.account}"] if s.account else []),
-               *([f"--qos={s.qos}"] if s.qos else []),
-               "--nodes=1", "--ntasks=1", "--cpus-per-task=1", "--mem=256M",
-               f"--time={units.format_walltime(max(60, min(120, max_time)))}",
-               f"--output={self.dir / 'probe.out'}", f"--error={self.dir / 'probe.err'}",
-               *s.extra_directives, str(path)]
-        try:
-            job_id = slurm.run(cmd).strip().split(";")[0]
-        except slurm.SlurmCommandError as err:
-            self.ctx.fail("probe job", f"sbatch refused it: {err.stderr.strip() or err}",
-                          "the profile asks for what SLURM does not allow here (partition, "
-                          f"account, qos, extra_directives); correct {self.ctx.res.files[0]}")
-            return ""
-        self.ctx.say(f"probe job {job_id} submitted; it may wait {self.start_timeout:.0f} s "
-                     "to start")
-        return job_id
-
-    def wait(self, job_id: str, srv: socket.socket | None) -> dict[str, Any] | None:
-        """The probe's report (by TCP, else from its output file), or None after a FAIL."""
-        t0 = time.monotonic()
-        started: float | None = None
-        while True:
-            if srv is None:
-                time.sleep(1.0)
-            got = _accept(srv, self.token) if srv else None
-            now = time.monotonic()
-            state = None if got else slurm.queue([job_id]).get(job_id)
-            if state is not None and state.state != "PENDING":
-                got = self.from_file()  # a probe that cannot connect reports only there
-            if state is None or got is not None:  # reported, or ended: maybe in its file
-                got = got or (_accept(srv, self.token) if srv else None) or self.from_file()
-                if got is None:
-                    err = _tail(self.dir / "probe.err")
-                    self.ctx.fail("probe job", f"job {job_id} ended without a report"
-                                  f"{f' ({err})' if err else ''}",
-                                  f"read {self.dir}/probe.err; is {runs_dir()} on a filesystem "
-                                  "the compute nodes share?")
-                    return None
-                waited = max(1.0, (started or now) - t0)
-                self.report.add("probe job", Status.ok, f"job {job_id} ran on "
-                                f"{got.get('host', '?')} (started within {waited:.0f} s)")
-                return got
-            if state.state == "PENDING" and now - t0 > self.start_timeout:
-                self.ctx.fail(
-                    "probe job", f"job {job_id} still PENDING after {self.start_timeout:.0f} s "
-                    f"(reason: {state.reason}); cancelled",
-                    "the partition is busy: run again later, or with a longer --timeout"
-                    if state.reason in _BUSY else f"SLURM holds it for {state.reason} "
-                    f"(`scontrol show job` says more); correct {self.ctx.res.files[0]}")
-                return None
-            if state.state != "PENDING" and started is None:
-                started = now
-                self.ctx.say(f"probe job {job_id} {state.state} on {state.nodes}")
-            if started is not None and now - started > self.run_timeout:
-                self.ctx.fail("probe job", f"job {job_id} ran on {state.nodes} for "
-                              f"{self.run_timeout:.0f} s without a report; cancelled",
-                              f"does a prologue line wait for something? {self.dir}/probe.out "
-                              "and probe.err say how far it got")
-                return None
-
-    def from_file(self) -> dict[str, Any] | None:
-        try:
-            text = (self.dir / "probe.out").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return None
-        lines = [ln for ln in text.splitlines() if ln.startswith(RESULT_TAG)]
-        got = _parse(lines[-1][len(RESULT_TAG):], self.token) if lines else None
-        if got is not None:
-            got["via"] = "file"
-        return got
-
-    def judge(self, got: dict[str, Any]) -> None:
+    def judge(self, out: Outcome) -> None:
+        """The ``node ...`` and ``scheduler port`` checks, from the probe's report."""
+        got = out.report or {}
         self.report.probe = got
-        add, fail, s, file = self.report.add, self.ctx.fail, self.s, self.ctx.file
+        add, fail, s, file = self.report.add, self.fail, self.s, self.file
         host = got.get("host", "?")
         if "python_rc" in got:
-            err = _tail(self.dir / "probe.err")
             fail("node python", f"{s.python or sys.executable} did not run on {host} (exit "
-                 f"{got['python_rc']}{f': {err}' if err else ''})", "set python = the workers' "
-                 f"python on the nodes in {file('python')}, or load it in prologue")
+                 f"{got['python_rc']}{f': {out.stderr}' if out.stderr else ''})",
+                 f"set python = the workers' python on the nodes in {file('python')}, or load "
+                 "it in prologue")
         elif got.get("hpcscale") == __version__:
             add("node python", Status.ok, f"{got['python']} on {host} imports hpcscale "
                 f"{__version__}, as here")
@@ -493,107 +398,16 @@ class _Probe:
                 fail(f"node {what}", f"{path} is not writable on {host}", f"set "
                      f"{what.replace(' ', '_')} = a directory writable on the nodes, in "
                      f"{file(what.replace(' ', '_'))}")
-        addr = f"{self.ctx.address}:{self.port}"
         connect = "" if got.get("via") != "file" else got.get("connect")
-        if any(c.name == "scheduler port" for c in self.report.checks):
+        if out.listen_error:
             pass  # already failed: nothing listened
-        elif not self.ctx.address:
+        elif not self.address:
             add("scheduler port", Status.skip, "nothing to connect to (see interface)")
         elif connect == "":
-            add("scheduler port", Status.ok, f"{host} connected to {addr}")
+            add("scheduler port", Status.ok, f"{host} connected to {out.listened}")
         elif connect is None:
             add("scheduler port", Status.skip, f"the probe's python did not run on {host}")
         else:
-            fail("scheduler port", f"{host} cannot connect to {addr}: {connect}",
+            fail("scheduler port", f"{host} cannot connect to {out.listened}: {connect}",
                  f"set interface = one the nodes reach, in {file('interface')}; or ask the "
                  "admins whether a firewall blocks the nodes from this machine")
-
-
-def _accept(srv: socket.socket, token: str) -> dict[str, Any] | None:
-    """One connection's JSON line, or None after the server's timeout."""
-    try:
-        conn, _ = srv.accept()
-    except OSError:  # TimeoutError included
-        return None
-    data = b""
-    with conn:
-        conn.settimeout(5.0)
-        try:
-            while b"\n" not in data and len(data) < 1 << 16:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-        except OSError:
-            return None
-    return _parse(data.decode("utf-8", "replace"), token)
-
-
-def _parse(text: str, token: str) -> dict[str, Any] | None:
-    try:
-        got = json.loads(text.strip().splitlines()[0]) if text.strip() else None
-    except ValueError:
-        return None
-    # Anyone on the network may connect to the port: only our probe knows the token.
-    return got if isinstance(got, dict) and got.get("token") == token else None
-
-
-def _tail(path: Path) -> str:
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return lines[-1][:200] if lines else ""
-
-
-def _wait_gone(job_ids: set[str], timeout: float = 15.0) -> None:
-    """After scancel: wait until the jobs have left squeue (COMPLETING takes a moment)."""
-    end = time.monotonic() + timeout
-    while job_ids and slurm.queue(job_ids) and time.monotonic() < end:
-        time.sleep(0.5)
-
-
-# What bash reports when the workers' python did not run (JSON in a shell string;
-# /proc/net/dev, unlike /sys/class/net, is the job's own network namespace's).
-_FALLBACK = r'''    nics=$(awk -F: 'NR > 2 {print $1}' /proc/net/dev | tr -d ' ' | tr '\n' ' ')
-    line="{\"token\": \"TOKEN\", \"host\": \"${SLURMD_NODENAME:-$(hostname)}\", \
-\"python_rc\": $rc, \"sys_interfaces\": \"$nics\"}"'''
-
-# Runs on the compute node under the workers' python, which may be the wrong one:
-# plain Python 3, and every failure is reported, never raised.
-_PROBE_PY = r'''
-import json, os, socket, sys
-token, host, port, iface, dirs = sys.argv[1:6]
-r = {"token": token, "host": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
-     "hostname": socket.gethostname(), "python": sys.executable, "dirs": {}}
-try:
-    import hpcscale
-    r["hpcscale"] = hpcscale.__version__
-except Exception as e:
-    r["hpcscale_error"] = "%s: %s" % (type(e).__name__, e)
-try:
-    import psutil
-    r["interfaces"] = dict((n, [a.address for a in v if a.family == socket.AF_INET])
-                           for n, v in psutil.net_if_addrs().items())
-except Exception:
-    r["interfaces"] = dict((n, None) for _, n in socket.if_nameindex())
-for what, path in json.loads(dirs).items():
-    path = os.path.expanduser(os.path.expandvars(path))
-    up = path
-    while not os.path.exists(up) and os.path.dirname(up) != up:
-        up = os.path.dirname(up)
-    r["dirs"][what] = [path, os.path.isdir(path), os.access(up, os.W_OK | os.X_OK)]
-conn = None
-if host:
-    try:
-        conn = socket.create_connection((host, int(port)), timeout=10)
-        r["connect"] = ""
-    except OSError as e:
-        r["connect"] = str(e) or type(e).__name__
-line = json.dumps(r)
-print("HPCSCALE_DOCTOR_RESULT " + line)
-sys.stdout.flush()
-if conn is not None:
-    conn.sendall((line + "\n").encode())
-    conn.close()
-'''

@@ -1,12 +1,13 @@
 """The run report: ``report.html`` in a run's directory, the plan beside what happened.
 
 :func:`write_report` builds it from the files every run leaves there
-(``state.json``, ``plan.txt``, ``summary.json``, ``timeline.jsonl``, dask's
-``dask-report.html``). Any of them may be missing or cut short (a failed or
-cancelled run, a driver killed mid-line): the report then says what is missing
-and leaves out what it cannot show; it never raises. The figures are drawn on
-matplotlib's Agg canvas (no display, no pyplot state) and embedded as PNG, so
-the file is one self-contained page that can be copied anywhere and opened offline.
+(``state.json``, ``plan.json`` or an older run's ``plan.txt``, ``summary.json``,
+``timeline.jsonl``, dask's ``dask-report.html``). Any of them may be missing or
+cut short (a failed or cancelled run, a driver killed mid-line): the report
+then says what is missing and leaves out what it cannot show; it never raises.
+The summary figure (:mod:`hpcscale.report_figure`, imported only when a figure
+is drawn: matplotlib takes a while to import) is embedded as PNG, so the file
+is one self-contained page that can be copied anywhere and opened offline.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
-import io
 import json
 import logging
 import math
@@ -25,21 +25,18 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import pairwise
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
-
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator, MultipleLocator
 
 from hpcscale import __version__, units
 from hpcscale import runs as runlib
-from hpcscale.compute import DASK_REPORT
+from hpcscale.compute import DASK_REPORT, DASK_REPORT_AFTER
 from hpcscale.errors import OutputError, UsageError
 from hpcscale.rundir import RunDir, list_runs
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["REPORT", "RunRecord", "ensure_report", "find_run", "load", "report_figure",
            "write_png", "write_report"]
@@ -48,30 +45,21 @@ log = logging.getLogger(__name__)
 
 REPORT = "report.html"
 # What the report is built from: a report older than any of them is rebuilt.
-SOURCES = ("state.json", "plan.txt", "summary.json", "timeline.jsonl", "jobspec.toml",
-           DASK_REPORT)
-FIGSIZE, DPI = (10.0, 8.0), 100  # the summary figure: 1000 x 800 pixels
-MAX_POINTS = 1500  # samples drawn per line: a longer timeline is thinned, its peaks kept
-MAX_LINES = 12  # workers drawn one line each; more are drawn as a min-median-max band
+SOURCES = ("state.json", "plan.json", "plan.txt", "summary.json", "timeline.jsonl",
+           "jobspec.toml", DASK_REPORT)
 _RUNNING = {"RUNNING", "COMPLETING", "COMPLETED"}
-# The shading of the figures: what the driver was doing.
-_PHASES = {"starting": ("#ececec", "starting the cluster"),
-           "waiting": ("#f6e3c3", "waiting for workers"),
-           "computing": ("#d6e6f5", "computing"),
-           "closing": ("#dcdcdc", "closing the cluster")}
-_LEGEND: dict[str, Any] = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": 8,
-                           "frameon": False}
 
 
 # -- reading a run directory ----------------------------------------------------------------------
 
 
 class Worker(NamedTuple):
-    """A worker in one sample: memory and its limit in bytes (0: not known), its host."""
+    """A worker in one sample: memory and its limit in bytes (0: not known), host, address."""
 
     memory: int
     limit: int
     host: str
+    address: str = ""  # not recorded by older runs
 
 
 @dataclass(frozen=True)
@@ -86,6 +74,21 @@ class Sample:
     total: int | None
 
 
+@dataclass(frozen=True)
+class Planned:
+    """What the plan said, as the report shows it; None or "": not known."""
+
+    kind: str = ""  # "slurm" or "local"
+    jobs: int | None = None
+    workers: int | None = None  # in all
+    threads: int | None = None  # per worker
+    memory: str = ""  # per worker
+    walltime: int | None = None  # seconds
+    bytes_in: str = ""
+    bytes_out: str = ""
+    output_chunks: int | None = None
+
+
 @dataclass
 class RunRecord:
     """What a run's directory holds, read leniently; ``missing`` and ``problems`` say what not."""
@@ -94,6 +97,7 @@ class RunRecord:
     run_id: str
     state: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    plan: Planned = field(default_factory=Planned)
     plan_text: str = ""
     spec_text: str = ""
     samples: list[Sample] = field(default_factory=list)
@@ -109,28 +113,32 @@ def load(run_dir: Path) -> RunRecord:
     rec.state = _json(rec, "state.json")
     rec.summary = _json(rec, "summary.json")
     rec.plan_text = _text(rec, "plan.txt")
+    # Older runs have no plan.json: the plan is then read from plan.txt, without a word.
+    plan = _json(rec, "plan.json", quiet=True)
+    rec.plan = plan_from_json(plan) if plan else plan_from_text(rec.plan_text)
     rec.spec_text = _text(rec, "jobspec.toml")
     rec.run_id = str(rec.state.get("run_id") or rec.summary.get("run_id") or path.name)
     raw = _timeline(rec)
-    created = _num(rec.state.get("created"))
+    created = number(rec.state.get("created"))
     rec.start = created if created is not None else (raw[0].t if raw else None)
     origin = rec.start or 0.0
     rec.samples = [dataclasses.replace(s, t=s.t - origin) for s in raw]
     return rec
 
 
-def _text(rec: RunRecord, name: str) -> str:
+def _text(rec: RunRecord, name: str, *, quiet: bool = False) -> str:
     try:
         return (rec.path / name).read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
-        rec.missing.append(name)
+        if not quiet:
+            rec.missing.append(name)
     except OSError as exc:
         rec.problems.append(f"{name}: cannot read ({exc.strerror or exc})")
     return ""
 
 
-def _json(rec: RunRecord, name: str) -> dict[str, Any]:
-    text = _text(rec, name)
+def _json(rec: RunRecord, name: str, *, quiet: bool = False) -> dict[str, Any]:
+    text = _text(rec, name, quiet=quiet)
     if not text:
         return {}
     try:
@@ -151,7 +159,7 @@ def _timeline(rec: RunRecord) -> list[Sample]:
     for line in _text(rec, "timeline.jsonl").splitlines():
         try:
             d = json.loads(line)
-            t = _num(d["t"])
+            t = number(d["t"])
             if t is None:
                 raise ValueError("no time")
         except (ValueError, KeyError, TypeError):
@@ -163,49 +171,76 @@ def _timeline(rec: RunRecord) -> list[Sample]:
                             {str(k): _worker(v) for k, v in workers.items()
                              if isinstance(v, dict)},
                             {str(k): str(v) for k, v in jobs.items()},
-                            _int(d.get("blocks")), _int(d.get("total"))))
+                            integer(d.get("blocks")), integer(d.get("total"))))
     if bad:
         rec.problems.append(f"timeline.jsonl: {bad} unreadable line(s) skipped")
     return sorted(found, key=lambda s: s.t)
 
 
 def _worker(w: dict[str, Any]) -> Worker:
-    return Worker(_int(w.get("memory")) or 0, _int(w.get("memory_limit")) or 0,
-                  str(w.get("host") or ""))
+    return Worker(integer(w.get("memory")) or 0, integer(w.get("memory_limit")) or 0,
+                  str(w.get("host") or ""), str(w.get("address") or ""))
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+def plan_from_json(d: dict[str, Any]) -> Planned:
+    """``plan.json``: ``dataclasses.asdict`` of :class:`hpcscale.sizing.Plan`."""
+    w = d["workload"] if isinstance(d.get("workload"), dict) else {}
+    jobs, per_job = integer(d.get("jobs")), integer(d.get("workers_per_job"))
+    memory, bytes_in, bytes_out = (integer(x) for x in (d.get("worker_memory"),
+                                                        w.get("bytes_in"), w.get("bytes_out")))
+    return Planned(
+        kind=str(d.get("kind") or ""), jobs=jobs,
+        workers=jobs * per_job if jobs is not None and per_job is not None else None,
+        threads=integer(d.get("threads_per_worker")),
+        memory=units.format_bytes(memory) if memory else "",
+        walltime=integer(d.get("walltime")) or None,
+        bytes_in="" if bytes_in is None else units.format_bytes(bytes_in),
+        bytes_out="" if bytes_out is None else units.format_bytes(bytes_out),
+        output_chunks=integer(w.get("output_chunks")))
 
 
-def _int(value: Any) -> int | None:
-    number = _num(value)
-    return int(number) if number is not None else None
+_PLAN_JOBS = re.compile(r"^(\d+) x (\d+) worker\(s\) x (\d+) thread\(s\), (\S+) per worker")
+_PLAN_SIZE = re.compile(r"^(\S+) in (\d+) chunks")
+
+
+def plan_from_text(text: str) -> Planned:
+    """``plan.txt`` as :meth:`hpcscale.sizing.Plan.lines` writes it, for runs without plan.json."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        fields.setdefault(key, value.strip())
+    site = fields.get("site", "")
+    kind = site.rpartition("(")[2].rstrip(")") if site.endswith(")") else ""
+    jobs = _PLAN_JOBS.match(fields.get("jobs", ""))
+    sizes = {k: _PLAN_SIZE.match(fields.get(k, "")) for k in ("input", "output")}
+    try:
+        walltime = units.parse_slurm_time(fields.get("walltime", "")) or None
+    except ValueError:
+        walltime = None
+    return Planned(
+        kind=kind, jobs=int(jobs[1]) if jobs else None,
+        workers=int(jobs[1]) * int(jobs[2]) if jobs else None,
+        threads=int(jobs[3]) if jobs else None, memory=jobs[4] if jobs else "",
+        walltime=walltime,
+        bytes_in=m[1] if (m := sizes["input"]) else "",
+        bytes_out=m[1] if (m := sizes["output"]) else "",
+        output_chunks=int(m[2]) if (m := sizes["output"]) else None)
+
+
+def number(value: Any) -> float | None:
+    """A JSON number as a float; None for anything else (booleans included)."""
+    # type(), not isinstance(): a long timeline has a few numbers per worker per second
+    kind = type(value)
+    return float(value) if kind is float or kind is int else None
+
+
+def integer(value: Any) -> int | None:
+    """A JSON number as an int; None for anything else."""
+    kind = type(value)
+    return value if kind is int else int(value) if kind is float and math.isfinite(value) else None
 
 
 # -- what the numbers say -------------------------------------------------------------------------
-
-
-_PLAN_JOBS = re.compile(r"^jobs\s+(\d+) x (\d+) worker\(s\) x (\d+) thread\(s\), (\S+) per worker")
-
-
-def _plan_field(rec: RunRecord, name: str) -> str:
-    """The text of the plan line ``name`` (``jobs``, ``walltime``, ...), or ""."""
-    for line in rec.plan_text.splitlines():
-        key, _, value = line.partition(" ")
-        if key == name:
-            return value.strip()
-    return ""
-
-
-def _planned(rec: RunRecord) -> dict[str, Any]:
-    m = _PLAN_JOBS.match(f"jobs {_plan_field(rec, 'jobs')}")
-    if not m:
-        return {}
-    jobs, per_job, threads = int(m[1]), int(m[2]), int(m[3])
-    return {"jobs": jobs, "workers": jobs * per_job, "threads": threads, "memory": m[4]}
 
 
 @dataclass(frozen=True)
@@ -236,39 +271,44 @@ def job_times(samples: list[Sample]) -> dict[str, JobTimes]:
             for j in sorted(first, key=lambda j: (len(j), j))}
 
 
-def _limit(rec: RunRecord) -> int | None:
+def memory_limit(rec: RunRecord) -> int | None:
     """The workers' memory limit (the most common one)."""
     limits = Counter(w.limit for s in rec.samples for w in s.workers.values() if w.limit)
     return limits.most_common(1)[0][0] if limits else None
 
 
 def _secs(value: Any) -> str:
-    number = _num(value)
-    return "-" if number is None else f"{number:.1f} s"
+    found = number(value)
+    return "-" if found is None else f"{found:.1f} s"
 
 
 def _bytes(value: Any) -> str:
-    number = _int(value)
-    return "-" if number is None else units.format_bytes(number)
+    found = integer(value)
+    return "-" if found is None else units.format_bytes(found)
 
 
-def _peak(rec: RunRecord) -> int | None:
-    peaks = [v for v in (_int(p) for p in (rec.summary.get("peak_memory") or {}).values()) if v]
-    return max(peaks) if peaks else None
+def _peaks(rec: RunRecord) -> dict[str, int | None]:
+    """``summary.peak_memory``: worker (name; an older run's may be an address) -> bytes."""
+    peaks = rec.summary.get("peak_memory")
+    return {str(k): integer(v) for k, v in peaks.items()} if isinstance(peaks, dict) else {}
 
 
 def state_of(rec: RunRecord) -> str:
     return str(rec.state.get("state") or "unknown")
 
 
+def _known(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
 def facts(rec: RunRecord) -> list[tuple[str, str, str]]:
     """The plan against what happened: (what, planned, happened) rows, as text."""
-    s, plan, jobs = rec.summary, _planned(rec), job_times(rec.samples)
+    s, plan, jobs = rec.summary, rec.plan, job_times(rec.samples)
     rows: list[tuple[str, str, str]] = []
     ids = set(jobs) | {str(j) for j in s.get("jobs") or []} | set(rec.state.get("jobs") or {})
-    if ids or _plan_field(rec, "site").endswith("(slurm)"):
+    if ids or plan.kind == "slurm":
         started = sum(1 for j in jobs.values() if j.running is not None)
-        rows.append(("SLURM jobs", str(plan.get("jobs", "-")),
+        rows.append(("SLURM jobs", _known(plan.jobs),
                      f"{len(ids)} submitted, {started} seen running"))
         waits = sorted(w for j in jobs.values() if (w := j.waited) is not None)
         if waits and f"{waits[0]:.1f}" == f"{waits[-1]:.1f}":
@@ -283,207 +323,55 @@ def facts(rec: RunRecord) -> list[tuple[str, str, str]]:
         rows.append(("lost / retired jobs", "0 / 0", " / ".join(str(len(g)) for _, g in gone)
                      + "".join(f"; {w}: {' '.join(g)}" for w, g in gone if g)))
     most = max((len(x.workers) for x in rec.samples), default=0)
-    rows.append(("workers", f"{plan.get('workers', '-')} x {plan.get('threads', '-')} thread(s)",
+    rows.append(("workers", f"{_known(plan.workers)} x {_known(plan.threads)} thread(s)",
                  f"{s.get('workers', '-')} at the end, at most {most} at once"))
     nodes = [str(n) for n in s.get("nodes") or []]
     rows.append(("nodes", "-", f"{len(nodes)}: {', '.join(nodes)}" if nodes else "-"))
-    rows.append(("memory per worker", plan.get("memory", "-"),
-                 f"limit {_bytes(_limit(rec))}, highest peak {_bytes(_peak(rec))}"))
-    first = next((x.t for x in rec.samples if x.workers), None)
-    rows.append(("first worker", "-", "; ".join(
-        [*([f"{first:.1f} s after the run started"] if first is not None else []),
-         *([f"{_secs(s['first_worker_s'])} after the command started"]
-           if _num(s.get("first_worker_s")) is not None else [])]) or "-"))
-    blocks, resumed = _int(s.get("blocks")), _int(s.get("blocks_resumed")) or 0
+    peak = max((v for v in _peaks(rec).values() if v), default=None)
+    rows.append(("memory per worker", plan.memory or "-",
+                 f"limit {_bytes(memory_limit(rec))}, highest peak {_bytes(peak)}"))
+    rows += _start_rows(rec)
+    blocks, resumed = integer(s.get("blocks")), integer(s.get("blocks_resumed")) or 0
     seen = [x for x in rec.samples if x.blocks is not None]
     happened = (f"{blocks - resumed} written, {resumed} resumed" if blocks
                 else f"{seen[-1].blocks} of {seen[-1].total} written" if seen else "-")
-    rows.append(("output blocks", _plan_field(rec, "output").rpartition(" in ")[2] or "-",
-                 happened))
+    rows.append(("output blocks", "-" if plan.output_chunks is None
+                 else f"{plan.output_chunks} chunks", happened))
     rows.append(("bytes in / out (uncompressed)",
-                 " / ".join(_plan_field(rec, k).partition(" in ")[0] or "-"
-                            for k in ("input", "output")),
+                 f"{plan.bytes_in or '-'} / {plan.bytes_out or '-'}",
                  f"{_bytes(s.get('bytes_in'))} / {_bytes(s.get('bytes_out'))}"))
-    compute = _num(s.get("compute_s"))
+    compute = number(s.get("compute_s"))
     rows.append(("compute time", "-", _secs(compute)))
     if compute and state_of(rec) == "done":
-        rates = [f"{_bytes((_num(s.get(k)) or 0) / compute)}/s" for k in ("bytes_in", "bytes_out")]
+        rates = [f"{_bytes((number(s.get(k)) or 0) / compute)}/s"
+                 for k in ("bytes_in", "bytes_out")]
         rows.append(("throughput in / out", "-", " / ".join(rates)))
-    walltime, seconds = _plan_field(rec, "walltime"), _num(s.get("seconds"))
-    try:
-        limit = units.parse_slurm_time(walltime) if walltime else None
-    except ValueError:
-        limit = None
+    seconds, limit = number(s.get("seconds")), plan.walltime
     share = f" ({100 * seconds / limit:.0f}% of the walltime)" if seconds and limit else ""
-    rows.append(("run time (walltime)", walltime or "-", _secs(seconds) + share))
+    rows.append(("run time (walltime)", units.format_walltime(limit) if limit else "-",
+                 _secs(seconds) + share))
     return rows
 
 
-# -- the figure -----------------------------------------------------------------------------------
+def _start_rows(rec: RunRecord) -> list[tuple[str, str, str]]:
+    """The startup (command start to run start) and the first worker, from the run's start.
 
-
-def report_figure(run_dir: Path) -> Figure:
-    """The report's summary figure of a run: workers, memory and blocks over time."""
-    return _figure(load(run_dir))
-
-
-def _figure(rec: RunRecord) -> Figure:
-    fig = Figure(figsize=FIGSIZE, dpi=DPI)
-    FigureCanvasAgg(fig)
-    # Fixed margins: constrained layout would double the time to draw.
-    axes = fig.subplots(3, 1, sharex=True, gridspec_kw={
-        "left": 0.07, "right": 0.78, "top": 0.92, "bottom": 0.07, "hspace": 0.3})
-    fig.suptitle(_plain(f"run {rec.run_id}: {state_of(rec)} on site "
-                        f"{rec.state.get('site') or rec.summary.get('site') or '?'}"),
-                 fontsize=12)
-    samples = _thin(rec.samples)
-    end = _num(rec.summary.get("seconds"))
-    resumed = _int(rec.summary.get("blocks_resumed")) or 0
-    titles = ("workers connected over time", "memory per worker (of its process, as dask "
-              "reports it)", "output blocks written"
-              + (f" ({resumed} resumed from an earlier run)" if resumed else ""))
-    for ax, draw, title in zip(axes, (_workers, _memory, _blocks), titles, strict=True):
-        _phases(ax, samples, end, legend=ax is axes[0])
-        if samples:
-            draw(ax, rec, samples)
-        else:
-            ax.set_yticks([])
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-    if not samples:
-        axes[1].text(0.5, 0.5, "no timeline samples in the run directory: the run ended "
-                     "before its cluster started, or its driver was killed",
-                     ha="center", va="center", transform=axes[1].transAxes, color="0.4")
-    _time_axis(axes[-1], max([end or 0.0, *(s.t for s in samples)]))
-    return fig
-
-
-def _time_axis(ax: Axes, last: float) -> None:
-    """Seconds for a short run; hours and minutes, on whole minutes, for a long one."""
-    if last > 0:
-        ax.set_xlim(0, last)
-    if last <= 600:
-        ax.set_xlabel("seconds since the run started")
-        return
-    step = next((m for m in (1, 2, 5, 10, 15, 30, 60, 120, 240, 360, 720) if last / 60 / m <= 10),
-                1440)
-    ax.xaxis.set_major_locator(MultipleLocator(step * 60))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{int(x) // 3600}:"
-                                                            f"{int(x) % 3600 // 60:02d}"))
-    ax.set_xlabel("time since the run started (h:mm)")
-
-
-def _plain(text: str) -> str:
-    """Text from a file as matplotlib shows it verbatim: ``$`` would start mathtext."""
-    return text.replace("$", r"\$")
-
-
-def _thin(samples: list[Sample]) -> list[Sample]:
-    """At most about MAX_POINTS samples: of each run of consecutive ones, the one with the
-    most memory in use, so a short peak stays in the figure; the last one always."""
-    step = -(-len(samples) // MAX_POINTS)
-    if step <= 1:
-        return samples
-    kept = [max(samples[i:i + step], key=lambda s: sum(w.memory for w in s.workers.values()))
-            for i in range(0, len(samples), step)]
-    return kept if kept[-1] is samples[-1] else [*kept, samples[-1]]
-
-
-def _phases(ax: Axes, samples: list[Sample], end: float | None, *, legend: bool) -> None:
-    """Shade the run's stretches of time by what the driver was doing."""
-    if not samples:
-        return
-    spans = [("starting", 0.0, samples[0].t)]
-    for s, after in pairwise(samples):
-        if spans[-1][0] == s.phase:  # one patch per stretch, not one per sample
-            spans[-1] = (s.phase, spans[-1][1], after.t)
-        else:
-            spans.append((s.phase, s.t, after.t))
-    spans.append(("closing", samples[-1].t, max(end or 0.0, samples[-1].t)))
-    shown: set[str] = set()
-    for phase, start, stop in spans:
-        if phase not in _PHASES or stop <= start:
-            continue
-        colour, label = _PHASES[phase]
-        ax.axvspan(start, stop, color=colour, lw=0, zorder=0,
-                   label=label if legend and phase not in shown else None)
-        shown.add(phase)
-
-
-def _workers(ax: Axes, rec: RunRecord, samples: list[Sample]) -> None:
-    planned = _planned(rec).get("workers")
-    if planned:
-        ax.axhline(planned, color="0.45", ls="-.", lw=1, zorder=1, label=f"planned ({planned})")
-    waiting = [s for s in samples if s.jobs]
-    highest = max([planned or 0, *(len(s.workers) for s in samples),
-                   *(len(s.jobs) for s in waiting)])
-    for state, style, colour in (("PENDING", ":", "C1"), ("RUNNING", "--", "C2")):
-        if waiting:
-            ax.step([s.t for s in waiting], [sum(v == state for v in s.jobs.values())
-                                             for s in waiting],
-                    where="post", ls=style, color=colour, lw=1.5,
-                    label=f"SLURM jobs {state.lower()}")
-    ax.step([s.t for s in samples], [len(s.workers) for s in samples], where="post", color="C0",
-            lw=2, label="workers connected")
-    ax.set_ylabel("workers / jobs")
-    ax.set_ylim(0, highest * 1.15 + 0.2)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(**_LEGEND)
-
-
-def _memory(ax: Axes, rec: RunRecord, samples: list[Sample]) -> None:
-    names = sorted({n for s in samples for n in s.workers})
-    series = {n: [float(s.workers[n].memory) if n in s.workers else math.nan for s in samples]
-              for n in names}
-    highest = max((v for values in series.values() for v in values if not math.isnan(v)),
-                  default=0.0)
-    limit = _limit(rec)
-    # A limit far above what was used would flatten every line onto the axis: say it instead.
-    drawn = limit if limit and (not highest or limit <= 3 * highest) else None
-    size, unit = (1024.0**3, "GiB") if max(highest, drawn or 0) >= 1024**3 else (1024.0**2, "MiB")
-    t = [s.t for s in samples]
-    if len(names) <= MAX_LINES:
-        for n in names:
-            ax.plot(t, [v / size for v in series[n]], lw=1.2, label=_plain(n))
-    elif names:
-        here = [[v / size for v in col if not math.isnan(v)]
-                for col in zip(*series.values(), strict=True)]
-        ax.fill_between(t, [min(c, default=math.nan) for c in here],
-                        [max(c, default=math.nan) for c in here], color="C0", alpha=0.3, lw=0,
-                        label=f"min to max of {len(names)} workers")
-        ax.plot(t, [statistics.median(c) if c else math.nan for c in here], color="C0", lw=1.2,
-                label="median")
-    if drawn:
-        ax.axhline(drawn / size, color="C3", ls="--", lw=1.2,
-                   label=f"limit {units.format_bytes(drawn)}")
-    elif limit:  # in the legend only
-        ax.plot([], [], color="C3", ls="--", lw=1.2,
-                label=f"limit {units.format_bytes(limit)}: far above")
-    ax.set_ylabel(f"memory ({unit})")
-    ax.set_ylim(0, max(highest, drawn or 0) / size * 1.15 or 1)
-    if names or limit:
-        ax.legend(**_LEGEND)
-
-
-def _blocks(ax: Axes, rec: RunRecord, samples: list[Sample]) -> None:
-    done = [s for s in samples if s.blocks is not None]
-    total = next((s.total for s in reversed(done) if s.total), None)
-    if done:
-        ax.step([s.t for s in done], [s.blocks or 0 for s in done], where="post", color="C4",
-                lw=2, label="blocks written")
-    if total:
-        ax.axhline(total, color="0.3", ls="-.", lw=1, label=f"all ({total})")
-    ax.set_ylabel("blocks")
-    ax.set_ylim(bottom=0)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    if done or total:
-        ax.legend(**_LEGEND)
-
-
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    Older runs recorded no startup, and counted the first worker from the command's start.
+    """
+    s = rec.summary
+    sampled = next((x.t for x in rec.samples if x.workers), None)
+    first = number(s.get("first_worker_s"))
+    if "startup_s" not in s:
+        told = [*([f"{sampled:.1f} s after the run started"] if sampled is not None else []),
+                *([f"{first:.1f} s after the command started"] if first is not None else [])]
+        return [("first worker", "-", "; ".join(told) or "-")]
+    startup = number(s.get("startup_s")) or None  # 0: not the first run of its command
+    first = first if first is not None else sampled
+    after = f" ({startup + first:.1f} s after the command started)" if startup and first else ""
+    return [("startup", "-", f"{startup:.1f} s from the command's start to the run's (Python, "
+             "imports, reading the input, planning)" if startup else "-"),
+            ("first worker", "-", "-" if first is None
+             else f"{first:.1f} s after the run started{after}")]
 
 
 # -- the page -------------------------------------------------------------------------------------
@@ -501,7 +389,7 @@ def _table(head: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
 
 def _header(rec: RunRecord) -> str:
     st, s = rec.state, rec.summary
-    created = _num(st.get("created"))
+    created = number(st.get("created"))
     rows = [
         ("state", state_of(rec)),
         ("site", st.get("site") or s.get("site") or "-"),
@@ -534,7 +422,9 @@ def _plan_section(rec: RunRecord) -> str:
 
 
 def _figure_section(rec: RunRecord) -> str:
-    data = base64.b64encode(_png(_figure(rec))).decode("ascii")
+    from hpcscale import report_figure as figure  # matplotlib: only where a figure is drawn
+
+    data = base64.b64encode(figure.png(figure.draw(rec))).decode("ascii")
     return (f'<img alt="workers, memory per worker and blocks written over time" '
             f'src="data:image/png;base64,{data}">'
             "<p class=note>Sampled about once a second by the driver (every half second while "
@@ -562,14 +452,17 @@ def _jobs_section(rec: RunRecord) -> str:
 
 def _memory_section(rec: RunRecord) -> str:
     seen: dict[str, list[Any]] = {}  # worker -> [host, highest sampled, limit, peak RSS]
+    addresses: dict[str, str] = {}  # address -> worker
     for s in rec.samples:
         for name, w in s.workers.items():
             row = seen.setdefault(name, ["", 0, 0, None])
             row[0] = w.host or row[0]
             row[1] = max(row[1], w.memory)
             row[2] = w.limit or row[2]
-    for key, value in (rec.summary.get("peak_memory") or {}).items():
-        _row_of(str(key), seen)[3] = _int(value)
+            if w.address:
+                addresses[w.address] = name
+    for key, value in _peaks(rec).items():
+        _row_of(key, seen, addresses)[3] = value
     rows = [(name, host or "-", _bytes(high or None), _bytes(peak), _bytes(limit or None),
              f"{100 * peak / limit:.0f}%" if peak and limit else "-")
             for name, (host, high, limit, peak) in sorted(seen.items())]
@@ -582,11 +475,14 @@ def _memory_section(rec: RunRecord) -> str:
               "end of the computation.</p>")
 
 
-def _row_of(key: str, seen: dict[str, list[Any]]) -> list[Any]:
-    """The row of ``peak_memory``'s worker ``key``: the timeline names workers, the summary
-    may key them by address; one worker on the address's host is that worker."""
+def _row_of(key: str, seen: dict[str, list[Any]], addresses: dict[str, str]) -> list[Any]:
+    """The row of ``peak_memory``'s worker ``key``: a worker's name as the timeline has it,
+    else its address. Older runs keyed it by address and recorded none in the timeline:
+    the one worker on the address's host is then that worker."""
     if key in seen:
         return seen[key]
+    if key in addresses:
+        return seen[addresses[key]]
     host = key.rpartition("://")[2].rpartition(":")[0]
     same = [row for row in seen.values() if row[0] == host and row[3] is None]
     if host and len(same) == 1 and sum(r[0] == host for r in seen.values()) == 1:
@@ -596,8 +492,12 @@ def _row_of(key: str, seen: dict[str, list[Any]]) -> list[Any]:
 
 def _dask_section(rec: RunRecord) -> str:
     if not (rec.path / DASK_REPORT).is_file():
-        return ("<p class=note>dask wrote no performance report: the computation did not "
-                "start, or its driver was killed.</p>")
+        compute = number(rec.summary.get("compute_s"))
+        why = (f"it is written for computations of {DASK_REPORT_AFTER:.0f} s or more, and "
+               f"this one took {compute:.1f} s" if compute is not None
+               and compute < DASK_REPORT_AFTER and state_of(rec) == "done"
+               else "the computation did not start, or its driver was killed")
+        return f"<p class=note>dask wrote no performance report: {_e(why)}.</p>"
     return (f'<p><a href="{quote(DASK_REPORT)}">{DASK_REPORT}</a>: dask\'s own performance '
             "report of the computation, beside this file: the task stream, worker profiles, "
             "bandwidth between workers, the scheduler's timings. It loads bokeh from "
@@ -725,6 +625,13 @@ def ensure_report(run: str) -> tuple[RunDir, Path]:
         raise OutputError(f"cannot write {rd.path / REPORT}: {exc.strerror or exc}") from exc
 
 
+def report_figure(run_dir: Path) -> Figure:
+    """The report's summary figure of a run: workers, memory and blocks over time."""
+    from hpcscale import report_figure as figure
+
+    return figure.draw(load(run_dir))
+
+
 def write_png(run_dir: Path, target: Path, *, overwrite: bool = False) -> Path:
     """Write the report's summary figure of a run to ``target`` (a new PNG unless ``overwrite``)."""
     if target.is_dir():
@@ -733,7 +640,9 @@ def write_png(run_dir: Path, target: Path, *, overwrite: bool = False) -> Path:
         raise OutputError(f"output {target} exists; pass --overwrite to replace it")
     if not target.parent.is_dir():
         raise OutputError(f"output {target}: directory {target.parent} does not exist")
-    data = _png(report_figure(run_dir))
+    from hpcscale import report_figure as figure
+
+    data = figure.png(report_figure(run_dir))
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         tmp.write_bytes(data)
