@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,12 +97,21 @@ def testbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     if not names:
         return
     env = dict(os.environ, SLURM_CONF=str(TESTBED_CONF))
-    left = subprocess.run(["squeue", "-h", "-o", "%i %j %T", "--name=" + ",".join(names)],
-                          capture_output=True, text=True, check=False, env=env)
-    if left.stdout.strip():
-        subprocess.run(["scancel", *[ln.split()[0] for ln in left.stdout.splitlines()]],
-                       check=False, env=env)
-        pytest.fail(f"jobs left in squeue after the test: {left.stdout.strip()}")
+
+    def ours() -> list[str]:
+        return subprocess.run(["squeue", "-h", "-o", "%i %j %T", "--name=" + ",".join(names)],
+                              capture_output=True, text=True, check=False, env=env
+                              ).stdout.splitlines()
+
+    # COMPLETING: SLURM is already ending the job (hpcscale does not wait out
+    # KillWait); any other state means the run left the job behind.
+    left = [ln for ln in ours() if not ln.endswith(" COMPLETING")]
+    if left:
+        subprocess.run(["scancel", *[ln.split()[0] for ln in left]], check=False, env=env)
+        pytest.fail(f"jobs left in squeue after the test: {left}")
+    deadline = time.monotonic() + 30  # let them go before the next test counts jobs
+    while ours() and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 @pytest.fixture

@@ -124,7 +124,7 @@ def test_job_that_can_never_start_is_reported_with_its_reason(
     errors = [ln for ln in r.err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1, r.err
     assert errors[0] == r.err.strip().splitlines()[-1]
-    assert _squeue() == []
+    assert [j for j in _squeue() if j[1] != "COMPLETING"] == []
 
 
 def test_sbatch_refusal_reaches_the_user_verbatim(  # type: ignore[no-untyped-def]

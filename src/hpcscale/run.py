@@ -23,9 +23,18 @@ from types import FrameType
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import psutil
-
-from hpcscale import __version__, cluster, compute, profiles, sizing, slurm, units, watch, worker
+from hpcscale import (
+    STARTED,
+    __version__,
+    cluster,
+    compute,
+    profiles,
+    sizing,
+    slurm,
+    units,
+    watch,
+    worker,
+)
 from hpcscale.errors import SizingError, SubmissionError, UsageError
 from hpcscale.io import inputs, output
 from hpcscale.jobspec import JobSpec
@@ -327,10 +336,7 @@ def _startup_seconds(started: float) -> float:
     _RUNS_STARTED.append(started)
     if len(_RUNS_STARTED) > 1:
         return 0.0
-    try:
-        return max(0.0, started - float(psutil.Process().create_time()))
-    except psutil.Error:
-        return 0.0
+    return max(0.0, started - STARTED)
 
 
 def _wait_for_workers(
@@ -383,7 +389,7 @@ def _wait_for_workers(
                 f"{detail or 'the jobs left the queue without starting a worker'}; "
                 f"see the logs in {rundir.path / 'logs'}"
             )
-        time.sleep(0.5)
+        time.sleep(0.2)
 
 
 def _last_error(logs: Path) -> str:
@@ -398,18 +404,28 @@ def _last_error(logs: Path) -> str:
 
 def _leave_nothing_queued(job_name: str, timeout: float = 30.0) -> None:
     """After the cluster closed: cancel any job of this run still queued and wait
-    (bounded) until SLURM has let them go, so none is left in squeue."""
+    (bounded) until SLURM has taken each in hand: gone, or COMPLETING.
+
+    A COMPLETING job is one SLURM is already killing; waiting for it to leave
+    the queue would wait out the site's KillWait (often 30 s) for nothing.
+    """
     if not slurm.available():
         return
     # A batch run's driver job has the run's name too: it must not cancel itself.
     own = os.environ.get("SLURM_JOB_ID")
     deadline = time.monotonic() + timeout
     try:
-        left = [j for j in slurm.queue(name=job_name) if j != own]
+        left = _alive(job_name, own)
         if left:
             slurm.cancel(left)
         while left and time.monotonic() < deadline:
-            time.sleep(0.5)
-            left = [j for j in slurm.queue(name=job_name) if j != own]
+            time.sleep(0.2)
+            left = _alive(job_name, own)
     except SubmissionError:
         pass  # squeue unreachable: dask-jobqueue has already cancelled what it started
+
+
+def _alive(job_name: str, own: str | None) -> list[str]:
+    """This run's jobs that SLURM is not yet ending."""
+    return [j for j, s in slurm.queue(name=job_name).items()
+            if j != own and s.state != "COMPLETING"]
