@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from hpcscale.errors import JobSpecError
-from hpcscale.ops import FILTERS, MODES, ArrayInfo, parse_step
+from hpcscale.ops import FILTERS, MODES, ArrayInfo, filters, parse_step
 
 DIMS3 = ("t", "y", "x")
 
@@ -23,6 +23,16 @@ DIMS3 = ("t", "y", "x")
 @pytest.fixture(autouse=True, scope="module")
 def _synchronous() -> Iterator[None]:
     with dask.config.set(scheduler="synchronous"):
+        yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _overlaps_as_small_as_they_come() -> Iterator[None]:
+    """Merge chunks only up to the reach, as the overlap needs: the tests choose chunks
+    as small as the reach, where an overlap one sample short would show. Merging
+    further (MERGE_REACH) is tested on its own below."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(filters, "MERGE_REACH", 1)
         yield
 
 
@@ -243,6 +253,28 @@ def test_halo_is_the_real_reach(table: dict[str, Any], halo: tuple[int, ...]) ->
     step = parse_step(table)
     assert step.halo(info) == halo
     assert step.resolve(info).chunks == info.chunks  # chunks >= reach: unchanged
+
+
+def test_chunks_are_merged_towards_four_times_the_reach_within_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(filters, "MERGE_REACH", 4)
+    # gaussian sigma 2 reaches 8: 8-plane chunks would be filtered as 24 planes
+    info = ArrayInfo((64, 2048, 2048), np.dtype("f4"), DIMS3,
+                     ((8,) * 8, (512,) * 4, (512,) * 4))
+    step = parse_step({"filter": "gaussian", "sigma": 2.0})
+    chunks = step.resolve(info).chunks
+    assert chunks[0] == (32, 32)  # 4 x the reach
+    assert chunks[1:] == info.chunks[1:]  # 512 >= 32 already
+    assert step.input_chunks(info) == chunks
+    # the budget: merging z to 32 planes of 4096 x 4096 would exceed it; the
+    # overlap's minimum (the reach) still holds
+    big = ArrayInfo((64, 4096, 4096), np.dtype("f4"), DIMS3, ((8,) * 8, (4096,), (4096,)))
+    assert step.resolve(big).chunks[0] == (8,) * 8
+    # and the numbers are still scipy's
+    a = np.random.default_rng(3).normal(size=(24, 20, 18)).astype("f4")
+    got = run({"filter": "gaussian", "sigma": [2.0, 1.0, 0.5]}, a, (3, 5, 18))
+    assert_same(got, ndi.gaussian_filter(a, sigma=[2.0, 1.0, 0.5]))
 
 
 def test_one_chunk_axes_get_no_overlap_and_small_chunks_are_merged() -> None:
