@@ -7,9 +7,12 @@ up``). Without it those tests are skipped with one loud line, except under
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,6 +131,26 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         pytest.skip(problem)
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def invoke_in_process(*args: str) -> tuple[int, str, str]:
+    """Run ``hpcscale ARGS`` in-process outside of a test function (module fixtures have
+    no capsys): exit code, stdout, stderr."""
+    from hpcscale.cli import main, render
+
+    out, err = io.StringIO(), io.StringIO()
+    render.OPTIONS.__init__()  # type: ignore[misc]
+    old_argv = sys.argv
+    sys.argv = ["hpcscale", *args]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = old_argv
+    return code, out.getvalue(), err.getvalue()
 
 
 def write_profile(directory: Path, name: str, text: str, mode: int = 0o644) -> Path:

@@ -14,8 +14,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 import shlex
 import shutil
@@ -34,7 +32,7 @@ import xarray as xr
 from scipy import ndimage
 from typer.testing import CliRunner
 
-from conftest import CliResult, cli_commands, write_profile
+from conftest import CliResult, cli_commands, invoke_in_process, write_profile
 from hpcscale import jobspec, profiles, sample
 from hpcscale.cli import app
 from hpcscale.io.output import is_complete
@@ -124,25 +122,6 @@ class Ran:
     results: dict[str, tuple[int, str, str]]  # job file name -> (exit code, stdout, stderr)
 
 
-def _invoke(*args: str) -> tuple[int, str, str]:
-    """Run ``hpcscale ARGS`` in-process outside of a test function (no capsys there)."""
-    from hpcscale.cli import main, render
-
-    out, err = io.StringIO(), io.StringIO()
-    render.OPTIONS.__init__()  # type: ignore[misc]
-    old_argv = sys.argv
-    sys.argv = ["hpcscale", *args]
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = old_argv
-    return code, out.getvalue(), err.getvalue()
-
-
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Ran:
     """The demo data and jobs/ in a fresh directory, every job submitted once with --site local."""
@@ -159,7 +138,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Ran:
         sample.make_all(Path("hpcscale-demo"))
         shutil.copytree(REPO / "jobs", workdir / "jobs")
         for job in JOBS:
-            results[job.name] = _invoke("submit", f"jobs/{job.name}", "--site", "local")
+            results[job.name] = invoke_in_process("submit", f"jobs/{job.name}", "--site", "local")
     return Ran(workdir, results)
 
 

@@ -10,7 +10,6 @@ test regenerates the figure from this run and checks it has the committed size.
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import io
 import json
@@ -32,7 +31,7 @@ import pytest
 import zarr
 from PIL import Image
 
-from conftest import CliResult
+from conftest import CliResult, invoke_in_process
 from hpcscale import report, report_figure, sizing, units
 from hpcscale.compute import DASK_REPORT_AFTER
 
@@ -51,24 +50,6 @@ class Ran:
     summary: dict[str, Any]
 
 
-def _invoke(*args: str) -> tuple[int, str, str]:
-    """``hpcscale ARGS`` in-process outside of a test function (no capsys in a module fixture)."""
-    from hpcscale.cli import main, render
-
-    out, err = io.StringIO(), io.StringIO()
-    render.OPTIONS.__init__()  # type: ignore[misc]
-    old, sys.argv = sys.argv, ["hpcscale", *args]
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = old
-    return code, out.getvalue(), err.getvalue()
-
-
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Ran:
     base = tmp_path_factory.mktemp("report-run")
@@ -82,7 +63,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Ran:
         mp.setenv("HPCSCALE_USER_SITES", str(base / "sites"))
         mp.delenv("HPCSCALE_SITE_PATH", raising=False)
         mp.delenv("HPCSCALE_SITE", raising=False)
-        code, out, err = _invoke("submit", str(spec), "--site", "local", "--jobs", "1")
+        code, out, err = invoke_in_process("submit", str(spec), "--site", "local", "--jobs", "1")
     assert code == 0, (out, err)
     (run,) = (base / "runs").iterdir()
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
