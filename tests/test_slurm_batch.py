@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
+from scipy import ndimage
 
 pytestmark = pytest.mark.slurm
 
@@ -51,8 +52,10 @@ def test_plain_sbatch_runs_to_correct_zarr_and_status_follows(  # type: ignore[n
     testbed: Path, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    _, data = _spec(tmp_path, (24, 40, 30), (4, 40, 30), '[[steps]]\nreduce = "mean"\n'
-                       "axis = [0]")
+    # a median first: enough work (a few seconds) for status to see the run computing
+    _, data = _spec(tmp_path, (32, 160, 160), (4, 160, 160),
+                    '[[steps]]\nfilter = "median"\nsize = 5\n[[steps]]\nreduce = "mean"\n'
+                    "axis = [0]")
     script = tmp_path / "run.sbatch"
     r = cli("--json", "sbatch", "job.toml", "--site", "testbed", "--jobs", "2", "-o",
             str(script), "--summary-file", "summary.json")
@@ -88,8 +91,8 @@ def test_plain_sbatch_runs_to_correct_zarr_and_status_follows(  # type: ignore[n
 
     result = xr.open_zarr(tmp_path / "out.zarr")
     (name,) = result.data_vars
-    np.testing.assert_allclose(result[name].values, data.astype("float64").mean(axis=0),
-                               rtol=1e-6)
+    want = ndimage.median_filter(data, size=5).astype("float64").mean(axis=0)
+    np.testing.assert_allclose(result[name].values, want, rtol=1e-6)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["exit_code"] == 0
     assert summary["state"] == "done"

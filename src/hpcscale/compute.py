@@ -108,7 +108,8 @@ def _follow(
     """Until every block is written: record finished blocks, report progress,
     poll the watcher, sample the timeline. A failed block ends the run."""
     pending = dict(futures)
-    total = 0
+    # the graph's size as submitted: a fast run may be done before the first round
+    total = client.run_on_scheduler(_remaining_tasks) if pending else 0
     last_sample = 0.0
     while True:
         finished = [i for i, f in pending.items() if f.status == "finished"]
