@@ -84,13 +84,15 @@ def test_scancel_of_one_of_three_jobs_mid_run(testbed: Path, tmp_path: Path) -> 
     _check(tmp_path, want)
 
 
+@pytest.mark.timeout(480)  # the work must outlast a 60 s walltime, several times over
 def test_walltime_shorter_than_the_work_completes(
     testbed: Path, cli, tmp_path: Path, user_sites: Path  # type: ignore[no-untyped-def]
 ) -> None:
     # The short partition's MaxTime is 1 minute; the work takes well over that.
     write_profile(user_sites, "short", 'extends = "testbed"\n[slurm]\npartition = "short"\n'
                   'walltime = "00:01:00"\n')
-    spec, want = _job(tmp_path, planes=480)
+    # filters merge the 1-plane chunks (towards 4x the reach), so it takes many planes
+    spec, want = _job(tmp_path, planes=800)
     t0 = time.monotonic()
     r = cli("--json", "submit", str(spec), "--site", "short", "--jobs", "2")
     took = time.monotonic() - t0
