@@ -22,8 +22,10 @@ import pytest
 import zarr
 
 from conftest import assert_golden, write_profile
-from hpcscale import batch, profiles, run
+from hpcscale import run
+from hpcscale.config import profiles
 from hpcscale.errors import InputError
+from hpcscale.run import batch
 from hpcscale.rundir import RunDir, list_runs
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -247,7 +249,7 @@ def test_driver_adopts_the_run_and_reports_failure(  # type: ignore[no-untyped-d
 
 
 def test_rundir_adopts_by_id_and_keeps_state(spec: Path) -> None:
-    from hpcscale import jobspec
+    from hpcscale.config import jobspec
 
     prep = run.prepare(jobspec.load(spec), "testbed", 1)
     first = RunDir.create(prep.spec, prep.profile, prep.plan, run_id="20260101-120000-abcdef")
@@ -284,7 +286,7 @@ def test_ssh_forward_line() -> None:
 
 
 def test_log_reporter_writes_progress(spec: Path) -> None:
-    from hpcscale import jobspec
+    from hpcscale.config import jobspec
 
     prep = run.prepare(jobspec.load(spec), "testbed", 1)
     rd = RunDir.create(prep.spec, prep.profile, prep.plan)
@@ -317,7 +319,8 @@ def test_logs_prints_driver_log_first(  # type: ignore[no-untyped-def]
 
 def _fake_queue(monkeypatch: pytest.MonkeyPatch, jobs: dict[str, str]) -> list[list[str]]:
     """squeue answers with ``jobs`` (id -> state); scancel calls are recorded."""
-    from hpcscale import runs, slurm
+    from hpcscale import slurm
+    from hpcscale.run import history as runs
 
     def queue(job_ids=(), *, name=None):  # type: ignore[no-untyped-def]
         wanted = set(job_ids)
@@ -335,7 +338,7 @@ def _fake_queue(monkeypatch: pytest.MonkeyPatch, jobs: dict[str, str]) -> list[l
 def test_status_of_batch_runs(  # type: ignore[no-untyped-def]
     spec: Path, cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hpcscale import runs
+    from hpcscale.run import history as runs
 
     assert cli("sbatch", str(spec), "--site", "testbed").code == 0
     rd = _only_run()
@@ -354,7 +357,7 @@ def test_status_of_batch_runs(  # type: ignore[no-untyped-def]
 
 
 def test_cancel_and_cleanup_of_batch_runs(spec: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    from hpcscale import runs
+    from hpcscale.run import history as runs
 
     assert cli("sbatch", str(spec), "--site", "testbed").code == 0
     rd = _only_run()

@@ -33,8 +33,9 @@ from scipy import ndimage
 from typer.testing import CliRunner
 
 from conftest import CliResult, cli_commands, invoke_in_process, write_profile
-from hpcscale import jobspec, profiles, sample
+from hpcscale import demo as sample
 from hpcscale.cli import app
+from hpcscale.config import jobspec, profiles
 from hpcscale.io.output import is_complete
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import write_profile
-from hpcscale import doctor, doctor_probe, profiles
+from hpcscale import doctor, doctor_probe
+from hpcscale.config import profiles
 
 # A profile without `interface`: the doctor listens on this machine's default address.
 PROFILE = '[slurm]\npartition = "debug"\nmemory = "1GiB"\nwalltime = "00:10:00"\n'

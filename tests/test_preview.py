@@ -30,7 +30,7 @@ from PIL import Image
 from scipy import ndimage
 
 from conftest import CliResult
-from hpcscale import sample
+from hpcscale import demo as sample
 from hpcscale.errors import UsageError
 from hpcscale.io.inputs import InputArray, open_input
 from hpcscale.preview import default_output, parse_slices, preview, select

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_golden, write_profile
-from hpcscale import cluster, profiles
+from hpcscale import cluster
+from hpcscale.config import profiles
 
 GOLDEN = Path(__file__).parent / "golden"
 

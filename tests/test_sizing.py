@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import write_profile
-from hpcscale import profiles, sizing
+from hpcscale import sizing
+from hpcscale.config import profiles
 from hpcscale.errors import SizingError
 from hpcscale.slurm import Limits
 

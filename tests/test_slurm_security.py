@@ -18,7 +18,8 @@ import psutil
 import pytest
 from distributed import Client
 
-from hpcscale import cluster, profiles
+from hpcscale import cluster
+from hpcscale.config import profiles
 
 pytestmark = pytest.mark.slurm
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import write_profile
-from hpcscale import profiles
+from hpcscale.config import profiles
 
 pytestmark = pytest.mark.slurm
 

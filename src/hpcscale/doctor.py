@@ -23,9 +23,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from hpcscale import __version__, profiles, slurm
+from hpcscale import __version__, slurm
 from hpcscale import run as runlib
-from hpcscale import site as sitelib
+from hpcscale import sites as sitelib
+from hpcscale.config import profiles
 from hpcscale.doctor_probe import Ending, Outcome, Probe
 from hpcscale.errors import ProfileError, SubmissionError
 from hpcscale.rundir import runs_dir

@@ -24,7 +24,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from hpcscale import profiles, slurm, units
+from hpcscale import slurm, units
+from hpcscale.config import profiles
 from hpcscale.rundir import runs_dir
 
 RESULT_TAG = "HPCSCALE_DOCTOR_RESULT "

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
 from hpcscale import __version__, units
-from hpcscale import runs as runlib
-from hpcscale.compute import DASK_REPORT, DASK_REPORT_AFTER
 from hpcscale.errors import OutputError, UsageError
+from hpcscale.run import history as runlib
+from hpcscale.run.compute import DASK_REPORT, DASK_REPORT_AFTER
 from hpcscale.rundir import RunDir, list_runs
 
 if TYPE_CHECKING:

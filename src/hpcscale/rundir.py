@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import platformdirs
 
 if TYPE_CHECKING:
-    from hpcscale.jobspec import JobSpec
-    from hpcscale.profiles import SiteProfile
+    from hpcscale.config.jobspec import JobSpec
+    from hpcscale.config.profiles import SiteProfile
     from hpcscale.sizing import Plan
 
 

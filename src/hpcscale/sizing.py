@@ -10,8 +10,8 @@ import math
 from dataclasses import dataclass, field
 
 from hpcscale import units
+from hpcscale.config.profiles import SiteProfile
 from hpcscale.errors import SizingError
-from hpcscale.profiles import SiteProfile
 from hpcscale.slurm import Limits
 
 # A task holds its input chunk, its halo, the output and scratch of about the

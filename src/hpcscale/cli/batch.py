@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from hpcscale import batch
 from hpcscale.cli.commands import Jobs, Site, _jobs
 from hpcscale.cli.render import OPTIONS, result, say
 from hpcscale.errors import Interrupted
+from hpcscale.run import batch
 
 Spec = Annotated[Path, typer.Argument(help="Job spec (TOML), e.g. jobs/climate-mean.toml.")]
 SummaryFile = Annotated[Path | None, typer.Option(

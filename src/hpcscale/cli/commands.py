@@ -8,8 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
-from hpcscale import cluster, jobspec, profiles, run, sample
+from hpcscale import cluster, run
+from hpcscale import demo as sample
 from hpcscale.cli.render import OPTIONS, ConsoleReporter, result, say
+from hpcscale.config import jobspec, profiles
 from hpcscale.errors import Interrupted, ProfileError, UsageError
 
 Site = Annotated[str | None, typer.Option("--site", "-s", help="Site profile name "

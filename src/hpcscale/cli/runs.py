@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from hpcscale import runs as runlib
 from hpcscale.cli.render import result
+from hpcscale.run import history as runlib
 
 RunId = Annotated[str, typer.Argument(
     help="Run id (see `hpcscale runs`); a unique prefix is enough.")]

@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
-from hpcscale import profiles, units
-from hpcscale import site as sitelib
+from hpcscale import sites as sitelib
+from hpcscale import units
 from hpcscale.cli.render import OPTIONS, result
+from hpcscale.config import profiles
 from hpcscale.errors import ProfileError
 
 app = typer.Typer(help="Site profiles: list, show, check against SLURM, create, share.",

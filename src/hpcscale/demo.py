@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcscale import jobspec
+from hpcscale.config import jobspec
 
 
 def climate(path: Path, shape: tuple[int, int, int] = (48, 90, 180),

@@ -25,7 +25,7 @@ from dask_jobqueue.slurm import SLURMCluster, SLURMJob
 from distributed import Client, LocalCluster
 
 from hpcscale import units
-from hpcscale.profiles import SiteProfile, SlurmSettings
+from hpcscale.config.profiles import SiteProfile, SlurmSettings
 
 logger = logging.getLogger(__name__)
 PLACEHOLDER_SCHEDULER = "tcp://<scheduler-address>:8786"

@@ -22,7 +22,7 @@ from hpcscale.io import output
 from hpcscale.ops import BIN_DIM, Histogram
 
 if TYPE_CHECKING:
-    from hpcscale import watch
+    from hpcscale.cluster import watch
     from hpcscale.run import Prepared, Reporter
     from hpcscale.rundir import RunDir
 

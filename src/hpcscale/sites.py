@@ -10,7 +10,8 @@ from pathlib import Path
 
 import tomli_w
 
-from hpcscale import profiles, slurm, units
+from hpcscale import slurm, units
+from hpcscale.config import profiles
 from hpcscale.errors import ProfileError, UsageError
 
 

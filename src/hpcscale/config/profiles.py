@@ -187,11 +187,11 @@ class ResolvedProfile:
 
 def builtin_dir() -> Path:
     """Built-in profiles: in the wheel, or ``site-configs/`` of a source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "site-configs", here.parents[1] / "site-configs"):
+    package = Path(__file__).resolve().parents[1]  # hpcscale/, this file is in config/
+    for candidate in (package / "site-configs", package.parents[1] / "site-configs"):
         if candidate.is_dir():
             return candidate
-    return here / "site-configs"
+    return package / "site-configs"
 
 
 def user_dir() -> Path:

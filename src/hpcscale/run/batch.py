@@ -32,14 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from hpcscale import jobspec, run, slurm, units
+from hpcscale import run, slurm, units
+from hpcscale.config import jobspec
+from hpcscale.config.profiles import SiteProfile
 from hpcscale.errors import (
     HpcscaleError,
     ProfileError,
     SubmissionError,
     UsageError,
 )
-from hpcscale.profiles import SiteProfile
 from hpcscale.rundir import RUN_ID_RE, RunDir, new_run_id, runs_dir
 
 # sbatch --mail-type values (Slurm 22.05 and later).

@@ -23,22 +23,14 @@ from types import FrameType
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from hpcscale import (
-    STARTED,
-    __version__,
-    cluster,
-    compute,
-    profiles,
-    sizing,
-    slurm,
-    units,
-    watch,
-    worker,
-)
+from hpcscale import STARTED, __version__, cluster, sizing, slurm, units
+from hpcscale.cluster import watch, worker
+from hpcscale.config import profiles
+from hpcscale.config.jobspec import JobSpec
 from hpcscale.errors import SizingError, SubmissionError, UsageError
 from hpcscale.io import inputs, output
-from hpcscale.jobspec import JobSpec
 from hpcscale.ops import ArrayInfo, build_graph, resolve_steps
+from hpcscale.run import compute
 from hpcscale.rundir import RunDir
 
 # How long to wait for every requested worker before computing with those that came.

@@ -1,0 +1,1 @@
+"""Configuration a user writes: site profiles and job specs, parsed once into typed objects."""
