@@ -26,7 +26,7 @@ from hpcscale import run
 from hpcscale.config import profiles
 from hpcscale.errors import InputError
 from hpcscale.run import batch
-from hpcscale.rundir import RunDir, list_runs
+from hpcscale.rundir import Progress, RunDir, list_runs
 
 GOLDEN = Path(__file__).parent / "golden"
 RUNS = lambda: Path(os.environ["HPCSCALE_RUNS_DIR"])  # noqa: E731
@@ -140,7 +140,7 @@ def test_printed_script_makes_the_run_directory(  # type: ignore[no-untyped-def]
     rd = _only_run()
     assert r.out == (rd.path / "batch.sbatch").read_text()
     assert (rd.path / "logs").is_dir()  # SLURM opens the driver log there before the script
-    assert rd.state()["state"] == "written"
+    assert rd.status().state == "written"
     assert f"hpcscale-{rd.run_id}" in r.out
     assert rd.run_id in r.err  # stderr names the run, stdout stays a clean script
 
@@ -156,9 +156,9 @@ def test_output_file_and_state(spec: Path, tmp_path: Path, cli) -> None:  # type
     assert text == (rd.path / "batch.sbatch").read_text()
     assert "#SBATCH --mail-type=END,FAIL\n" in text
     assert f"--summary-file {Path.cwd() / 'sum.json'}" in text
-    state = rd.state()
-    assert state["state"] == "written"
-    assert state["script"] == str(out)
+    state = rd.status()
+    assert state.state == "written"
+    assert state.script == str(out)
     assert (rd.path / "jobspec.toml").exists()
     assert (rd.path / "plan.txt").exists()
 
@@ -236,10 +236,11 @@ def test_driver_adopts_the_run_and_reports_failure(  # type: ignore[no-untyped-d
     summary = tmp_path / "summary.json"
     with pytest.raises(InputError):
         batch.drive(spec, "testbed", 2, rd.run_id, summary_file=summary)
-    state = rd.state()
-    assert state["state"] == "failed"
-    assert "in.zarr" in state["error"]
-    assert state["exit_code"] == 2
+    state = rd.status()
+    assert state.state == "failed"
+    assert state.error is not None
+    assert "in.zarr" in state.error
+    assert state.exit_code == 2
     data = json.loads(summary.read_text())
     assert data["run_id"] == rd.run_id
     assert data["exit_code"] == 2
@@ -256,8 +257,8 @@ def test_rundir_adopts_by_id_and_keeps_state(spec: Path) -> None:
     first.update(state="pending", batch_job="7")
     again = RunDir.create(prep.spec, prep.profile, prep.plan, run_id="20260101-120000-abcdef")
     assert again == first
-    assert again.state()["batch_job"] == "7"
-    assert again.state()["state"] == "created"
+    assert again.status().batch_job == "7"
+    assert again.status().state == "created"
     with pytest.raises(ValueError, match="not of the form"):
         RunDir.create(prep.spec, prep.profile, prep.plan, run_id="../x")
 
@@ -298,7 +299,7 @@ def test_log_reporter_writes_progress(spec: Path) -> None:
     rep.progress(10, 10)
     assert out.getvalue().count("jobs: 1 pending") == 1
     assert "computing: 10/10 tasks" in out.getvalue()
-    assert rd.state()["progress"] == {"done": 10, "total": 10}
+    assert rd.status().progress == Progress(done=10, total=10)
 
 
 def test_logs_prints_driver_log_first(  # type: ignore[no-untyped-def]
@@ -369,8 +370,8 @@ def test_cancel_and_cleanup_of_batch_runs(spec: Path, cli, monkeypatch: pytest.M
     jobs.update({"41": "RUNNING", "42": "RUNNING"})
     assert runs.cancel(rd.run_id) == ["41", "42"]  # the batch driver job too
     assert cancelled == [["41", "42"]]
-    assert rd.state()["state"] == "cancelled"
+    assert rd.status().state == "cancelled"
     rd.update(state="running")
     jobs.update({"43": "RUNNING"})  # a worker left behind after the batch job died
     assert runs.cleanup() == ["43"]
-    assert rd.state()["state"] == "orphaned"
+    assert rd.status().state == "orphaned"

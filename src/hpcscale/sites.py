@@ -4,13 +4,13 @@ SLURM, write a new one from what sinfo reports, share one with a lab."""
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import tomli_w
 
 from hpcscale import slurm, units
+from hpcscale._fs import atomic_write
 from hpcscale.config import profiles
 from hpcscale.errors import ProfileError, UsageError
 
@@ -125,8 +125,5 @@ def share(name: str, directory: Path, *, force: bool = False) -> Path:
     target = directory / f"{name}.toml"
     if target.exists() and not force:
         raise UsageError(f"{target} exists; pass --force to replace it")
-    tmp = directory / f".{name}.toml.tmp"
-    shutil.copyfile(entry.path, tmp)
-    os.chmod(tmp, 0o640)
-    tmp.replace(target)
+    atomic_write(target, entry.path.read_bytes(), mode=0o640)
     return target

@@ -10,7 +10,7 @@ from hpcscale.cli.render import result
 from hpcscale.run import history as runlib
 
 RunId = Annotated[str, typer.Argument(
-    help="Run id (see `hpcscale runs`); a unique prefix is enough.")]
+    help="Run id (see `hpcscale runs`), a unique prefix of one, or `last`.")]
 
 
 def runs() -> None:
@@ -51,7 +51,7 @@ def logs(
 ) -> None:
     """Print a run's logs: the batch driver's, then each worker job's.
 
-    Example: hpcscale logs 20261122-101500-ab12cd --tail 20
+    Example: hpcscale logs last --tail 20
     """
     found = runlib.logs(run_id, tail)
     text = "\n".join(f"==> {path} <==\n{body.rstrip()}" for path, body in found)

@@ -18,7 +18,6 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from dask_jobqueue.slurm import SLURMCluster, SLURMJob
@@ -26,6 +25,7 @@ from distributed import Client, LocalCluster
 
 from hpcscale import units
 from hpcscale.config.profiles import SiteProfile, SlurmSettings
+from hpcscale.rundir import RunDir
 
 logger = logging.getLogger(__name__)
 PLACEHOLDER_SCHEDULER = "tcp://<scheduler-address>:8786"
@@ -137,7 +137,7 @@ def start(
     *,
     jobs: int,
     job_name: str,
-    run_dir: Path,
+    run_dir: RunDir,
     security: bool = True,
     walltime: int | None = None,
     worker_extra_args: list[str] | None = None,
@@ -145,21 +145,21 @@ def start(
     """Start the profile's cluster, scaled to ``jobs``; always close it (scancel) on exit.
 
     For SLURM the scheduler is TLS-only with per-run certificates kept in
-    ``run_dir/tls`` (0700, keys 0600) and the dashboard listens on localhost.
+    ``run_dir.tls`` (0700, keys 0600) and the dashboard listens on localhost.
     """
     cluster: Any
     if profile.kind == "local":
         cluster = LocalCluster(**local_kwargs(profile, jobs))  # type: ignore[no-untyped-call]
     else:
         assert profile.slurm is not None  # kind == "slurm" guarantees it (validated)
-        logs = run_dir / "logs"
+        logs = run_dir.logs
         logs.mkdir(parents=True, exist_ok=True)
         kwargs = slurm_job_kwargs(
             profile.slurm, job_name=job_name, log_directory=str(logs), walltime=walltime,
             worker_extra_args=worker_extra_args,
         )
         if security:
-            tls = run_dir / "tls"
+            tls = run_dir.tls
             tls.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(tls, 0o700)
             kwargs["security"] = True

@@ -39,6 +39,7 @@ from zarr.codecs import BloscCodec, BloscShuffle
 from zarr.storage import LocalStore
 
 from hpcscale import __version__
+from hpcscale._fs import pid_alive
 from hpcscale.errors import OutputError, RunError
 from hpcscale.io._source import one_line
 from hpcscale.io.manifest import MANIFEST, Manifest, remove_partials
@@ -197,12 +198,8 @@ def _live_writer(marker: Mapping[str, Any]) -> str | None:
     pid, host = marker.get("pid"), marker.get("host")
     if not isinstance(pid, int) or host != socket.gethostname() or pid == os.getpid():
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return None
-    except PermissionError:
-        pass  # alive, another user's
     return f"run {marker.get('run', '?')} (pid {pid}, still running)"
 
 

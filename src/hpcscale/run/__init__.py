@@ -31,7 +31,7 @@ from hpcscale.errors import SizingError, SubmissionError, UsageError
 from hpcscale.io import inputs, output
 from hpcscale.ops import ArrayInfo, build_graph, resolve_steps
 from hpcscale.run import compute
-from hpcscale.rundir import RunDir
+from hpcscale.rundir import RunDir, RunState
 
 # How long to wait for every requested worker before computing with those that came.
 WAIT_FOR_WORKERS = 180.0
@@ -227,26 +227,26 @@ def execute(
     reporter = reporter or Silent()
     rundir = run_dir or RunDir.create(prep.spec, prep.profile, prep.plan,
                                       trusted=prep.trusted, profile_files=prep.profile_files)
-    job_name = f"hpcscale-{rundir.run_id}"
+    job_name = rundir.job_name
     t0 = time.monotonic()
     summary = Summary(
         rundir.run_id, str(rundir.path), prep.profile.name, prep.spec.output.path, 0.0,
         prep.plan.workload.bytes_in, prep.plan.workload.bytes_out,
     )
-    rundir.update(state="starting")
+    rundir.update(state=RunState.STARTING)
     started = time.time()
     summary.startup_s = _startup_seconds(started)
     try:
         walltime = prep.plan.walltime or 0
         with _signals_raise(), cluster.start(
-            prep.profile, jobs=prep.plan.jobs, job_name=job_name, run_dir=rundir.path,
+            prep.profile, jobs=prep.plan.jobs, job_name=job_name, run_dir=rundir,
             worker_extra_args=watch.worker_args(walltime) if walltime else None,
         ) as (clus, client):
             watcher = (watch.JobWatcher(clus, walltime, reporter.info, job_name=job_name)
                        if walltime else None)
             link = _dashboard(client)
             forward = ssh_forward(link)
-            rundir.update(state="pending", scheduler=clus.scheduler_address,
+            rundir.update(state=RunState.PENDING, scheduler=clus.scheduler_address,
                           dashboard=link, forward=forward)
             reporter.info(f"run {rundir.run_id}: dashboard {link}")
             if forward:
@@ -255,21 +255,21 @@ def execute(
             expected = prep.plan.jobs * prep.plan.workers_per_job
             summary.first_worker_s = _wait_for_workers(
                 client, watcher, expected, reporter, rundir, started)
-            rundir.update(state="running")
+            rundir.update(state=RunState.RUNNING)
             write, summary.compute_s = compute.write_result(prep, client, reporter, watcher,
                                                             rundir)
             _what_happened(summary, clus, client, watcher, write)
-        rundir.update(state="done")
+        rundir.update(state=RunState.DONE)
     except KeyboardInterrupt:
-        rundir.update(state="cancelled")
+        rundir.update(state=RunState.CANCELLED)
         raise
     except Exception as err:
-        rundir.update(state="failed", error=str(err))
+        rundir.update(state=RunState.FAILED, error=str(err))
         raise
     finally:
         _leave_nothing_queued(job_name)
         summary.seconds = time.monotonic() - t0
-        rundir.write_json("summary.json", summary.__dict__)
+        rundir.write_summary(dataclasses.asdict(summary))
         from hpcscale import report  # matplotlib: imported only once a run is over
 
         report.write_report(rundir.path)
@@ -367,7 +367,7 @@ def _wait_for_workers(
         if ids and not states and not connected:
             raise SubmissionError(
                 f"all {len(ids)} worker job(s) ended without a worker connecting: "
-                f"{_last_error(rundir.path / 'logs')}"
+                f"{_last_error(rundir.logs)}"
             )
         if time.monotonic() > deadline:
             if connected:
@@ -378,7 +378,7 @@ def _wait_for_workers(
             raise SubmissionError(
                 f"no worker connected within {WAIT_FOR_WORKERS:.0f} s: "
                 f"{detail or 'the jobs left the queue without starting a worker'}; "
-                f"see the logs in {rundir.path / 'logs'}"
+                f"see the logs in {rundir.logs}"
             )
         time.sleep(0.2)
 

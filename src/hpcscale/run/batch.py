@@ -22,7 +22,6 @@ are not implemented; the script's comments give the trade-off.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import shlex
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpcscale import run, slurm, units
+from hpcscale._fs import write_json
 from hpcscale.config import jobspec
 from hpcscale.config.profiles import SiteProfile
 from hpcscale.errors import (
@@ -41,7 +41,7 @@ from hpcscale.errors import (
     SubmissionError,
     UsageError,
 )
-from hpcscale.rundir import RUN_ID_RE, RunDir, new_run_id, runs_dir
+from hpcscale.rundir import RUN_ID_RE, RunDir, RunState, new_run_id, runs_dir
 
 # sbatch --mail-type values (Slurm 22.05 and later).
 MAIL_TYPES = frozenset({
@@ -51,7 +51,6 @@ MAIL_TYPES = frozenset({
 _MAIL_USER = re.compile(r"^[A-Za-z0-9._%+\-]+(@[A-Za-z0-9.\-]+)?$")
 # What a path may hold to go unquoted into an #SBATCH line (sbatch does no shell quoting).
 _SBATCH_PATH = re.compile(r"^/[A-Za-z0-9_./+\-@,=]*$")
-DRIVER_LOG = "driver-%j"
 
 
 def parse_mail_type(text: str) -> tuple[str, ...]:
@@ -97,8 +96,8 @@ class BatchScript:
     python: str = field(default_factory=lambda: sys.executable)
 
     @property
-    def run_dir(self) -> Path:
-        return self.runs / self.run_id
+    def rundir(self) -> RunDir:
+        return RunDir(self.run_id, self.runs / self.run_id)
 
 
 def script_for(profile: SiteProfile, spec_path: Path, run_id: str, **kw: Any) -> BatchScript:
@@ -120,9 +119,10 @@ def render(b: BatchScript) -> str:
     s = b.profile.slurm
     if s is None:
         raise ProfileError(f"site {b.profile.name} is a local profile")
-    logs = _sbatch_path(b.run_dir / "logs", "run directory")
+    logs = _sbatch_path(b.rundir.logs, "run directory")
+    out, err = (f"{logs}/{p.name}" for p in b.rundir.driver_output)
     head = [
-        f"--job-name=hpcscale-{b.run_id}",
+        f"--job-name={b.rundir.job_name}",
         f"--partition={s.partition}",
         *([f"--account={s.account}"] if s.account else []),
         *([f"--qos={s.qos}"] if s.qos else []),
@@ -132,8 +132,8 @@ def render(b: BatchScript) -> str:
         f"--cpus-per-task={s.cores}",
         f"--mem={units.slurm_mem(s.memory)}",
         f"--chdir={_sbatch_path(b.workdir, 'working directory')}",
-        f"--output={logs}/{DRIVER_LOG}.out",
-        f"--error={logs}/{DRIVER_LOG}.err",
+        f"--output={out}",
+        f"--error={err}",
         *([f"--mail-type={','.join(b.mail_type)}"] if b.mail_type else []),
         *([f"--mail-user={b.mail_user}"] if b.mail_user else []),
         *s.extra_directives,
@@ -240,25 +240,25 @@ def create(
                    summary_file=summary_file.absolute() if summary_file else None)
     text = render(b)
     if dry_run:
-        return Written(run_id, b.run_dir, text)
+        return Written(run_id, b.rundir.path, text)
     rd = RunDir.create(prep.spec, prep.profile, prep.plan, trusted=trust,
                        profile_files=prep.profile_files, run_id=run_id)
-    (rd.path / "logs").mkdir(exist_ok=True)
-    copy = rd.path / "batch.sbatch"
+    rd.logs.mkdir(exist_ok=True)
+    copy = rd.batch_script
     copy.write_text(text, encoding="utf-8")
     path = copy
     if output is not None:
         output.write_text(text, encoding="utf-8")
         path = output.absolute()
-    rd.update(state="written", batch=True, script=str(path))
+    rd.update(state=RunState.WRITTEN, batch=True, script=str(path))
     written = Written(run_id, rd.path, text, path)
     if submit:
         try:
             written.job_id = submit_script(path)
         except SubmissionError as err:
-            rd.update(state="failed", error=str(err))
+            rd.update(state=RunState.FAILED, error=str(err))
             raise
-        rd.update(state="pending", batch_job=written.job_id, submitted=time.time())
+        rd.update(state=RunState.PENDING, batch_job=written.job_id, submitted=time.time())
     return written
 
 
@@ -332,8 +332,7 @@ def drive(
     if not RUN_ID_RE.match(run_id):
         raise UsageError(f"--run-id {run_id!r}: expected an id such as 20260101-120000-ab12cd")
     t0 = time.monotonic()
-    existing = runs_dir() / run_id
-    rd = RunDir(run_id, existing) if (existing / "state.json").is_file() else None
+    rd = RunDir.existing(run_id)
     outcome: dict[str, Any] = {"run_id": run_id, "batch_job": job_id, "exit_code": 1}
     try:
         prep = run.prepare(jobspec.load(spec_path), site, jobs, trust=trust)
@@ -352,16 +351,16 @@ def drive(
         for line in prep.plan.lines():
             reporter.info(line)
         summary = run.execute(prep, reporter, run_dir=rd)
-        outcome.update(summary.__dict__, exit_code=0, state="done")
+        outcome.update(dataclasses.asdict(summary), exit_code=0, state=RunState.DONE)
         return summary
     except KeyboardInterrupt:
-        outcome.update(exit_code=130, state="cancelled")
+        outcome.update(exit_code=130, state=RunState.CANCELLED)
         raise
     except Exception as err:
         message = str(err) if isinstance(err, HpcscaleError) else f"{type(err).__name__}: {err}"
-        outcome.update(exit_code=getattr(err, "exit_code", 1), state="failed", error=message)
-        if rd is not None and rd.state().get("state") not in ("failed", "cancelled"):
-            rd.update(state="failed", error=message)  # failed before execute() took over
+        outcome.update(exit_code=getattr(err, "exit_code", 1), state=RunState.FAILED, error=message)
+        if rd is not None and rd.status().state not in (RunState.FAILED, RunState.CANCELLED):
+            rd.update(state=RunState.FAILED, error=message)  # failed before execute() took over
         raise
     finally:
         outcome["seconds"] = round(time.monotonic() - t0, 3)
@@ -377,6 +376,4 @@ def write_summary(path: Path, outcome: dict[str, Any]) -> None:
             "jobs", "workers", "run_dir")
     data = {k: outcome[k] for k in keys if k in outcome}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json(path, data)

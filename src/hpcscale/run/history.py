@@ -13,29 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from hpcscale import slurm
-from hpcscale.errors import UsageError
-from hpcscale.rundir import RunDir, list_runs
+from hpcscale._fs import pid_alive
+from hpcscale.rundir import ACTIVE, RunDir, RunState, RunStatus, list_runs
 
 
-def find(run_id: str) -> RunDir:
-    matches = [r for r in list_runs() if r.run_id.startswith(run_id)]
-    if len(matches) != 1:
-        what = "no run" if not matches else f"{len(matches)} runs"
-        raise UsageError(f"RUN {run_id!r}: {what} with that id (see `hpcscale runs`)")
-    return matches[0]
+def find(run: str) -> RunDir:
+    """The run named by ``run``: ``last``, a run id or a unique prefix of one."""
+    return RunDir.find(run)
 
 
 def overview() -> list[dict[str, Any]]:
-    return [{"run_id": r.run_id, "state": r.state().get("state", "?"),
-             "site": r.state().get("site", "?"), "output": r.state().get("output", "?")}
-            for r in list_runs()]
-
-
-def _job_name(rd: RunDir) -> str:
-    return f"hpcscale-{rd.run_id}"
-
-
-_ACTIVE = {"created", "starting", "pending", "running"}
+    rows = []
+    for r in list_runs():
+        st = r.status()
+        rows.append({"run_id": r.run_id, "state": str(st.state), "site": st.site or "?",
+                     "output": st.output or "?"})
+    return rows
 
 
 def status(run_id: str) -> dict[str, Any]:
@@ -45,29 +38,29 @@ def status(run_id: str) -> dict[str, Any]:
     job left the queue without its driver recording an end is shown as ``lost``.
     """
     rd = find(run_id)
-    queued = slurm.queue(name=_job_name(rd)) if slurm.available() else {}
-    state = rd.state()  # read after squeue: a driver that ended has recorded it by now
-    batch_job = state.get("batch_job")
-    shown = state.get("state", "?")
-    if shown == "written" and queued:
-        shown = "pending"  # a script submitted by hand: its job is queued
-    elif shown in _ACTIVE and batch_job and slurm.available() and batch_job not in queued:
-        shown = "lost"
-        state.setdefault("error", f"batch job {batch_job} left the queue before its driver "
-                         f"recorded an end; see `hpcscale logs {rd.run_id}`")
+    queued = slurm.queue(name=rd.job_name) if slurm.available() else {}
+    state = rd.status()  # read after squeue: a driver that ended has recorded it by now
+    batch_job = state.batch_job
+    shown = state.state
+    error = state.error
+    if shown == RunState.WRITTEN and queued:
+        shown = RunState.PENDING  # a script submitted by hand: its job is queued
+    elif shown in ACTIVE and batch_job and slurm.available() and batch_job not in queued:
+        shown = RunState.LOST
+        error = error or (f"batch job {batch_job} left the queue before its driver "
+                          f"recorded an end; see `hpcscale logs {rd.run_id}`")
     jobs = {}
     for j in queued.values():
         text = f"{j.state} ({j.reason})" if j.state == "PENDING" else j.state
         jobs[j.job_id] = text + (" (batch driver)" if j.job_id == batch_job else "")
-    info: dict[str, Any] = {"run_id": rd.run_id, "state": shown,
-                            "site": state.get("site"), "output": state.get("output"),
+    info: dict[str, Any] = {"run_id": rd.run_id, "state": str(shown),
+                            "site": state.site, "output": state.output,
                             "dir": str(rd.path)}
-    progress = state.get("progress")
-    if isinstance(progress, dict) and progress.get("total"):
-        info["progress"] = f"{progress.get('done', 0)}/{progress['total']} tasks"
-    for key in ("batch_job", "dashboard", "forward", "exit_code", "error"):
-        if state.get(key) not in (None, ""):
-            info[key] = state[key]
+    if state.progress is not None and state.progress.total:
+        info["progress"] = f"{state.progress.done}/{state.progress.total} tasks"
+    shown_keys = {"batch_job": batch_job, "dashboard": state.dashboard,
+                  "forward": state.forward, "exit_code": state.exit_code, "error": error}
+    info.update({k: v for k, v in shown_keys.items() if v not in (None, "")})
     info["jobs"] = jobs
     return info
 
@@ -79,7 +72,7 @@ def cancel(run_id: str, settle: float = 15.0) -> list[str]:
     its driver may submit a worker between our squeue and its own end.
     """
     rd = find(run_id)
-    name = _job_name(rd)
+    name = rd.job_name
     cancelled: set[str] = set()
     deadline = time.monotonic() + settle
     while True:
@@ -87,11 +80,11 @@ def cancel(run_id: str, settle: float = 15.0) -> list[str]:
         new = sorted(set(queued) - cancelled)
         slurm.cancel(new)
         cancelled.update(new)
-        if not queued or not rd.state().get("batch") or time.monotonic() > deadline:
+        if not queued or not rd.status().batch or time.monotonic() > deadline:
             break
         time.sleep(1.0)
-    if rd.state().get("state") in _ACTIVE | {"written"}:
-        rd.update(state="cancelled")
+    if rd.status().state in ACTIVE | {RunState.WRITTEN}:
+        rd.update(state=RunState.CANCELLED)
     return sorted(cancelled, key=lambda j: (len(j), j))
 
 
@@ -99,9 +92,10 @@ def logs(run_id: str, tail: int | None = None) -> list[tuple[Path, str]]:
     """The run's log files (batch driver's first, then the workers'), each's text or
     its last ``tail`` lines."""
     rd = find(run_id)
-    directory = rd.path / "logs"
+    directory = rd.logs
     files = sorted(directory.glob("*.out")) + sorted(directory.glob("*.err"))
-    files.sort(key=lambda f: (not f.name.startswith("driver-"), f.name))
+    drivers = {p.name.split("%", 1)[0] for p in rd.driver_output}
+    files.sort(key=lambda f: (not any(f.name.startswith(d) for d in drivers), f.name))
     found = []
     for f in files:
         text = f.read_text(encoding="utf-8", errors="replace")
@@ -111,36 +105,27 @@ def logs(run_id: str, tail: int | None = None) -> list[tuple[Path, str]]:
     return found
 
 
-def _driver_alive(state: dict[str, Any]) -> bool:
-    if state.get("host") != socket.gethostname() and state.get("host") != os.uname().nodename:
+def _driver_alive(state: RunStatus) -> bool:
+    if state.host != socket.gethostname() and state.host != os.uname().nodename:
         return True  # another login node: cannot tell, leave it alone
-    pid = state.get("pid")
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return state.pid is not None and pid_alive(state.pid)
 
 
 def cleanup() -> list[str]:
     """Cancel jobs of runs on this host whose driver process no longer exists."""
     cancelled: list[str] = []
     for rd in list_runs():
-        state = rd.state()
-        if state.get("state") not in _ACTIVE:
+        state = rd.status()
+        if not state.active:
             continue
-        if state.get("batch_job"):
+        if state.batch_job:
             # A batch run's driver lives in its batch job, wherever that runs.
-            if state["batch_job"] in slurm.queue([state["batch_job"]]):
+            if state.batch_job in slurm.queue([state.batch_job]):
                 continue
         elif _driver_alive(state):
             continue
-        ids = sorted(slurm.queue(name=_job_name(rd)))
+        ids = sorted(slurm.queue(name=rd.job_name))
         slurm.cancel(ids)
         cancelled += ids
-        rd.update(state="orphaned", cancelled=ids)
+        rd.update(state=RunState.ORPHANED, cancelled=ids)
     return cancelled
