@@ -11,6 +11,8 @@ import pytest
 import xarray as xr
 from scipy import ndimage
 
+from helpers import Cli
+
 pytestmark = pytest.mark.slurm
 
 
@@ -35,7 +37,7 @@ def _clean_copy(tmp_path: Path, data: np.ndarray) -> tuple[Path, np.ndarray]:
     return path, clean
 
 
-def _submit(cli, tmp_path: Path, inp: Path, steps: str, name: str) -> xr.DataArray:  # type: ignore[no-untyped-def]
+def _submit(cli: Cli, tmp_path: Path, inp: Path, steps: str, name: str) -> xr.DataArray:
     out = tmp_path / f"{name}.zarr"
     spec = tmp_path / f"{name}.toml"
     spec.write_text(f'[input]\npath = "{inp}"\nvar = "img"\n{steps}\n[output]\npath = "{out}"\n')
@@ -46,7 +48,7 @@ def _submit(cli, tmp_path: Path, inp: Path, steps: str, name: str) -> xr.DataArr
     return xr.open_zarr(out)["img"]
 
 
-def test_reduction_nanmean_over_two_axes(testbed: Path, cli, stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_reduction_nanmean_over_two_axes(testbed: Path, cli: Cli, stack, tmp_path: Path) -> None:
     inp, data = stack
     got = _submit(cli, tmp_path, inp, '[[steps]]\nreduce = "nanmean"\naxis = ["y", "x"]', "nm")
     assert got.dims == ("z",)
@@ -55,7 +57,7 @@ def test_reduction_nanmean_over_two_axes(testbed: Path, cli, stack, tmp_path: Pa
     np.testing.assert_array_equal(got["z"].values, np.arange(12) * 0.5)
 
 
-def test_filter_gaussian_wrap_anisotropic(testbed: Path, cli, stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_filter_gaussian_wrap_anisotropic(testbed: Path, cli: Cli, stack, tmp_path: Path) -> None:
     path, clean = _clean_copy(tmp_path, stack[1])
     got = _submit(cli, tmp_path, path,
                   '[[steps]]\nfilter = "gaussian"\nsigma = [1.0, 3.0, 2.0]\nmode = "wrap"', "g")
@@ -63,7 +65,9 @@ def test_filter_gaussian_wrap_anisotropic(testbed: Path, cli, stack, tmp_path: P
     np.testing.assert_allclose(got.values, want, rtol=1e-5, atol=1e-4)
 
 
-def test_pipeline_median_then_max_projection(testbed: Path, cli, stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_pipeline_median_then_max_projection(
+    testbed: Path, cli: Cli, stack, tmp_path: Path
+) -> None:
     path, clean = _clean_copy(tmp_path, stack[1])
     got = _submit(cli, tmp_path, path, '[[steps]]\nfilter = "median"\nsize = 3\n'
                   '[[steps]]\nreduce = "max"\naxis = ["z"]', "p")
@@ -71,7 +75,7 @@ def test_pipeline_median_then_max_projection(testbed: Path, cli, stack, tmp_path
     np.testing.assert_array_equal(got.values, want)
 
 
-def test_histogram_per_z_slice(testbed: Path, cli, stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_histogram_per_z_slice(testbed: Path, cli: Cli, stack, tmp_path: Path) -> None:
     inp, data = stack
     got = _submit(cli, tmp_path, inp, '[[steps]]\nhistogram = 16\nrange = [40.0, 160.0]\n'
                   'axis = ["y", "x"]', "h")

@@ -3,7 +3,7 @@
 Golden files hold the scripts for the built-in SLURM profiles, with the python
 path, run id and temporary paths replaced by placeholders. On an intended
 change, accept the new scripts with:
-    HPCSCALE_UPDATE_GOLDEN=1 pytest tests/test_batch.py
+    HPCSCALE_UPDATE_GOLDEN=1 pytest tests/unit/run/test_batch.py
 and review the diff of tests/golden/batch-*.sbatch before committing.
 """
 
@@ -21,14 +21,14 @@ import numpy as np
 import pytest
 import zarr
 
-from conftest import assert_golden, write_profile
+from helpers import Cli, assert_golden, write_profile
 from hpcscale import run
 from hpcscale.config import profiles
 from hpcscale.errors import InputError
 from hpcscale.run import batch
 from hpcscale.rundir import Progress, RunDir, list_runs
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[2] / "golden"
 RUNS = lambda: Path(os.environ["HPCSCALE_RUNS_DIR"])  # noqa: E731
 
 
@@ -62,8 +62,8 @@ def _only_run() -> RunDir:
 
 
 @pytest.mark.parametrize("name", ["testbed", "example-slurm"])
-def test_builtin_profile_batch_script_matches_golden(  # type: ignore[no-untyped-def]
-    name: str, spec: Path, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+def test_builtin_profile_batch_script_matches_golden(
+    name: str, spec: Path, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     r = cli("--json", "sbatch", str(spec), "--site", name, "--jobs", "2")
@@ -132,8 +132,8 @@ python = "/opt/envs/lab/bin/python"
     assert all(not ln.startswith("#SBATCH") for ln in lines[first_cmd:])
 
 
-def test_printed_script_makes_the_run_directory(  # type: ignore[no-untyped-def]
-    spec: Path, cli
+def test_printed_script_makes_the_run_directory(
+    spec: Path, cli: Cli
 ) -> None:
     r = cli("sbatch", str(spec), "--site", "testbed")
     assert r.code == 0, r
@@ -145,7 +145,7 @@ def test_printed_script_makes_the_run_directory(  # type: ignore[no-untyped-def]
     assert rd.run_id in r.err  # stderr names the run, stdout stays a clean script
 
 
-def test_output_file_and_state(spec: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_output_file_and_state(spec: Path, tmp_path: Path, cli: Cli) -> None:
     out = tmp_path / "run.sbatch"
     r = cli("sbatch", str(spec), "--site", "testbed", "-o", str(out), "--mail-type", "end,fail",
             "--summary-file", "sum.json")
@@ -163,7 +163,7 @@ def test_output_file_and_state(spec: Path, tmp_path: Path, cli) -> None:  # type
     assert (rd.path / "plan.txt").exists()
 
 
-def test_dry_run_creates_nothing(spec: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_dry_run_creates_nothing(spec: Path, cli: Cli) -> None:
     r = cli("sbatch", str(spec), "--site", "testbed", "--submit", "--dry-run")
     assert r.code == 0, r
     assert r.out.startswith("#!/usr/bin/env bash\n#SBATCH --job-name=hpcscale-")
@@ -189,8 +189,8 @@ BAD = [
 
 
 @pytest.mark.parametrize(("label", "extra", "fragment"), BAD, ids=[b[0] for b in BAD])
-def test_bad_options_one_line_exit_2_nothing_made(  # type: ignore[no-untyped-def]
-    label: str, extra: list[str], fragment: str, spec: Path, tmp_path: Path, cli
+def test_bad_options_one_line_exit_2_nothing_made(
+    label: str, extra: list[str], fragment: str, spec: Path, tmp_path: Path, cli: Cli
 ) -> None:
     argv = ["sbatch", str(spec), "--site", "testbed"]
     argv += [a.format(spec=spec, tmp=tmp_path) for a in extra]
@@ -202,8 +202,8 @@ def test_bad_options_one_line_exit_2_nothing_made(  # type: ignore[no-untyped-de
     assert list_runs() == []
 
 
-def test_runs_dir_with_spaces_is_refused(  # type: ignore[no-untyped-def]
-    spec: Path, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+def test_runs_dir_with_spaces_is_refused(
+    spec: Path, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HPCSCALE_RUNS_DIR", str(tmp_path / "my runs"))
     r = cli("sbatch", str(spec), "--site", "testbed")
@@ -212,8 +212,8 @@ def test_runs_dir_with_spaces_is_refused(  # type: ignore[no-untyped-def]
     assert not (tmp_path / "my runs").exists() or not any((tmp_path / "my runs").iterdir())
 
 
-def test_driver_refuses_outside_an_allocation(  # type: ignore[no-untyped-def]
-    spec: Path, cli, monkeypatch: pytest.MonkeyPatch
+def test_driver_refuses_outside_an_allocation(
+    spec: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     r = cli("driver", str(spec), "--site", "testbed", "--run-id", "20260101-120000-abcdef")
@@ -226,8 +226,8 @@ def test_driver_refuses_outside_an_allocation(  # type: ignore[no-untyped-def]
     assert list_runs() == []
 
 
-def test_driver_adopts_the_run_and_reports_failure(  # type: ignore[no-untyped-def]
-    spec: Path, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+def test_driver_adopts_the_run_and_reports_failure(
+    spec: Path, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert cli("sbatch", str(spec), "--site", "testbed", "-o", str(tmp_path / "r.sbatch")).code == 0
     rd = _only_run()
@@ -302,8 +302,8 @@ def test_log_reporter_writes_progress(spec: Path) -> None:
     assert rd.status().progress == Progress(done=10, total=10)
 
 
-def test_logs_prints_driver_log_first(  # type: ignore[no-untyped-def]
-    spec: Path, cli, monkeypatch: pytest.MonkeyPatch
+def test_logs_prints_driver_log_first(
+    spec: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert cli("sbatch", str(spec), "--site", "testbed").code == 0
     rd = _only_run()
@@ -336,8 +336,8 @@ def _fake_queue(monkeypatch: pytest.MonkeyPatch, jobs: dict[str, str]) -> list[l
     return cancelled
 
 
-def test_status_of_batch_runs(  # type: ignore[no-untyped-def]
-    spec: Path, cli, monkeypatch: pytest.MonkeyPatch
+def test_status_of_batch_runs(
+    spec: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from hpcscale.run import history as runs
 
@@ -357,7 +357,9 @@ def test_status_of_batch_runs(  # type: ignore[no-untyped-def]
     assert "batch job 41 left the queue" in info["error"]
 
 
-def test_cancel_and_cleanup_of_batch_runs(spec: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_and_cleanup_of_batch_runs(
+    spec: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from hpcscale.run import history as runs
 
     assert cli("sbatch", str(spec), "--site", "testbed").code == 0

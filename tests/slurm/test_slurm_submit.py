@@ -15,6 +15,8 @@ import pytest
 import xarray as xr
 import zarr
 
+from helpers import Cli
+
 pytestmark = pytest.mark.slurm
 
 
@@ -50,7 +52,7 @@ def _squeue() -> str:
 
 
 def test_submit_three_jobs_on_three_nodes_equals_numpy(
-    testbed: Path, cli, tmp_path: Path  # type: ignore[no-untyped-def]
+    testbed: Path, cli: Cli, tmp_path: Path
 ) -> None:
     inp, data = _input(tmp_path)
     out = tmp_path / "mean.zarr"
@@ -72,7 +74,7 @@ def test_submit_three_jobs_on_three_nodes_equals_numpy(
 
 
 def test_local_and_testbed_give_the_same_numbers(
-    testbed: Path, cli, tmp_path: Path  # type: ignore[no-untyped-def]
+    testbed: Path, cli: Cli, tmp_path: Path
 ) -> None:
     inp, _ = _input(tmp_path, shape=(16, 20, 20), chunks=(4, 10, 20))
     local_out, slurm_out = tmp_path / "local.zarr", tmp_path / "slurm.zarr"
@@ -148,7 +150,7 @@ def test_ctrl_c_leaves_no_job_behind(testbed: Path, tmp_path: Path) -> None:
     assert _wait_queue_empty() == ""
 
 
-def test_kill_9_then_cleanup_leaves_no_job_behind(testbed: Path, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_kill_9_then_cleanup_leaves_no_job_behind(testbed: Path, cli: Cli, tmp_path: Path) -> None:
     proc = _start_driver(tmp_path, _slow_spec(tmp_path))
     _wait_for_running_jobs(3, proc)
     os.killpg(proc.pid, signal.SIGKILL)

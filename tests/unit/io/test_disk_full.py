@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import zarr
 
+from helpers import Cli
 from hpcscale.io.output import is_complete, read_marker
 
 
@@ -32,8 +33,8 @@ path = "{out}"
     return spec
 
 
-def test_plan_warns_when_the_output_may_not_fit(  # type: ignore[no-untyped-def]
-    cli, tmp_path: Path, small_disk: Path
+def test_plan_warns_when_the_output_may_not_fit(
+    cli: Cli, tmp_path: Path, small_disk: Path
 ) -> None:
     r = cli("plan", str(_job(tmp_path, small_disk / "out.zarr")), "--site", "local")
     assert r.code == 0, r
@@ -43,8 +44,8 @@ def test_plan_warns_when_the_output_may_not_fit(  # type: ignore[no-untyped-def]
     assert "free on the output's file system" not in roomy.out
 
 
-def test_a_full_disk_is_one_line_exit_1_and_the_store_stays_incomplete(  # type: ignore[no-untyped-def]
-    cli, tmp_path: Path, small_disk: Path
+def test_a_full_disk_is_one_line_exit_1_and_the_store_stays_incomplete(
+    cli: Cli, tmp_path: Path, small_disk: Path
 ) -> None:
     out = small_disk / "out.zarr"
     r = cli("submit", str(_job(tmp_path, out)), "--site", "local")
@@ -61,8 +62,8 @@ def test_a_full_disk_is_one_line_exit_1_and_the_store_stays_incomplete(  # type:
 
 
 @pytest.mark.parametrize("what", ["plan", "submit"])
-def test_the_disk_check_names_the_path(  # type: ignore[no-untyped-def]
-    cli, tmp_path: Path, small_disk: Path, what: str
+def test_the_disk_check_names_the_path(
+    cli: Cli, tmp_path: Path, small_disk: Path, what: str
 ) -> None:
     spec = _job(tmp_path, small_disk / "out.zarr")
     r = cli(what, str(spec), "--site", "local")

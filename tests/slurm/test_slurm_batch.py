@@ -13,6 +13,8 @@ import xarray as xr
 import zarr
 from scipy import ndimage
 
+from helpers import Cli
+
 pytestmark = pytest.mark.slurm
 
 
@@ -28,7 +30,7 @@ def _spec(tmp_path: Path, shape: tuple[int, ...], chunks: tuple[int, ...],
     return spec, data
 
 
-def _status(cli, run_id: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+def _status(cli: Cli, run_id: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
     r = cli("--json", "status", run_id)
     assert r.code == 0, r
     return json.loads(r.out)  # type: ignore[no-any-return]
@@ -48,8 +50,8 @@ def _wait_queue_empty(run_id: str, timeout: float = 30) -> str:
     return left
 
 
-def test_plain_sbatch_runs_to_correct_zarr_and_status_follows(  # type: ignore[no-untyped-def]
-    testbed: Path, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_plain_sbatch_runs_to_correct_zarr_and_status_follows(
+    testbed: Path, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     # a median first: enough work (a few seconds) for status to see the run computing
@@ -107,8 +109,8 @@ def test_plain_sbatch_runs_to_correct_zarr_and_status_follows(  # type: ignore[n
     assert "done in" in logs.out
 
 
-def test_cancel_of_a_running_batch_run_leaves_nothing(  # type: ignore[no-untyped-def]
-    testbed: Path, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_cancel_of_a_running_batch_run_leaves_nothing(
+    testbed: Path, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     # minutes of work: still computing when cancelled

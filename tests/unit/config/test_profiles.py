@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_profile
+from helpers import write_profile
 from hpcscale.config import profiles
 from hpcscale.errors import ProfileError
 

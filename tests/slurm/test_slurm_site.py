@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_profile
+from helpers import Cli, write_profile
 from hpcscale.config import profiles
 
 pytestmark = pytest.mark.slurm
 
 
-def test_site_check_good_profile(testbed: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_site_check_good_profile(testbed: Path, cli: Cli) -> None:
     r = cli("site", "check", "testbed")
     assert r.code == 0, r
     assert "ok    partition debug exists, state UP" in r.out
@@ -20,7 +20,7 @@ def test_site_check_good_profile(testbed: Path, cli) -> None:  # type: ignore[no
     assert "FAIL" not in r.out
 
 
-def test_site_check_reports_every_problem(testbed: Path, cli, user_sites: Path) -> None:  # type: ignore[no-untyped-def]
+def test_site_check_reports_every_problem(testbed: Path, cli: Cli, user_sites: Path) -> None:
     write_profile(user_sites, "nopart", '[slurm]\npartition = "nosuch"\n')
     r = cli("site", "check", "nopart")
     assert r.code == 2, r
@@ -43,7 +43,7 @@ def test_site_check_reports_every_problem(testbed: Path, cli, user_sites: Path) 
     assert "ok    cores=1, memory=1GiB fit on 3 of 3 node(s) of short" in r.out
 
 
-def test_site_init_from_sinfo(testbed: Path, cli, user_sites: Path) -> None:  # type: ignore[no-untyped-def]
+def test_site_init_from_sinfo(testbed: Path, cli: Cli, user_sites: Path) -> None:
     r = cli("site", "init", "mine", "--partition", "short", "--interface", "hpcsbr0")
     assert r.code == 0, r
     p = profiles.load("mine").profile.slurm

@@ -31,12 +31,12 @@ import pytest
 import zarr
 from PIL import Image
 
-from conftest import CliResult, invoke_in_process
+from helpers import CliResult, invoke_in_process
 from hpcscale import report, report_figure, sizing, units
 from hpcscale.run.compute import DASK_REPORT_AFTER
 
 Cli = Callable[..., CliResult]
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "images" / "report-summary.png"
+SCREENSHOT = Path(__file__).resolve().parents[3] / "docs" / "images" / "report-summary.png"
 VOID = {"meta", "img", "br", "hr", "link", "input", "col", "wbr"}
 
 

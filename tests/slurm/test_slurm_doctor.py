@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import write_profile
+from helpers import Cli, write_profile
 from hpcscale import __version__
 
 pytestmark = pytest.mark.slurm
@@ -23,7 +23,7 @@ def _gone(job_id: str) -> bool:
     return not out.stdout.strip()
 
 
-def _json(cli, *args: str) -> tuple[int, dict[str, Any]]:  # type: ignore[no-untyped-def]
+def _json(cli: Cli, *args: str) -> tuple[int, dict[str, Any]]:
     r = cli("--json", "doctor", *args)
     assert r.code in (0, 1), r
     data = json.loads(r.out)
@@ -36,7 +36,7 @@ def _probe_job_id(detail: str) -> str:
     return found.group(1)
 
 
-def test_doctor_passes_on_the_testbed(testbed: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_doctor_passes_on_the_testbed(testbed: Path, cli: Cli) -> None:
     code, checks = _json(cli, "--site", "testbed")
     assert code == 0, checks
     bad = {n: c for n, c in checks.items() if n != "probe" and c["status"] == "FAIL"}
@@ -54,7 +54,7 @@ def test_doctor_passes_on_the_testbed(testbed: Path, cli) -> None:  # type: igno
     assert _gone(_probe_job_id(checks["probe job"]["detail"]))
 
 
-def test_broken_interface(testbed: Path, cli, user_sites: Path) -> None:  # type: ignore[no-untyped-def]
+def test_broken_interface(testbed: Path, cli: Cli, user_sites: Path) -> None:
     write_profile(user_sites, "badif", 'extends = "testbed"\n[slurm]\ninterface = "nope0"\n')
     r = cli("doctor", "--site", "badif")
     assert r.code == 1, r
@@ -73,7 +73,7 @@ def test_broken_interface(testbed: Path, cli, user_sites: Path) -> None:  # type
     assert _gone(job.group(1))
 
 
-def test_missing_partition_submits_nothing(testbed: Path, cli, user_sites: Path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_partition_submits_nothing(testbed: Path, cli: Cli, user_sites: Path) -> None:
     write_profile(user_sites, "nopart", 'extends = "testbed"\n[slurm]\npartition = "nosuch"\n')
     r = cli("doctor", "--site", "nopart")
     assert r.code == 1, r
@@ -84,7 +84,7 @@ def test_missing_partition_submits_nothing(testbed: Path, cli, user_sites: Path)
     assert not list(Path(os.environ["HPCSCALE_RUNS_DIR"]).glob("doctor-*"))
 
 
-def test_worker_interface_missing_on_the_nodes(testbed: Path, cli, user_sites: Path) -> None:  # type: ignore[no-untyped-def]
+def test_worker_interface_missing_on_the_nodes(testbed: Path, cli: Cli, user_sites: Path) -> None:
     write_profile(user_sites, "badwi", 'extends = "testbed"\n[slurm]\nworker_interface = "nope1"\n')
     code, checks = _json(cli, "--site", "badwi")
     assert code == 1

@@ -16,7 +16,7 @@ import xarray as xr
 import zarr
 from scipy import ndimage
 
-from conftest import write_profile
+from helpers import Cli, write_profile
 
 pytestmark = pytest.mark.slurm
 
@@ -86,7 +86,7 @@ def test_scancel_of_one_of_three_jobs_mid_run(testbed: Path, tmp_path: Path) -> 
 
 @pytest.mark.timeout(480)  # the work must outlast a 60 s walltime, several times over
 def test_walltime_shorter_than_the_work_completes(
-    testbed: Path, cli, tmp_path: Path, user_sites: Path  # type: ignore[no-untyped-def]
+    testbed: Path, cli: Cli, tmp_path: Path, user_sites: Path
 ) -> None:
     # The short partition's MaxTime is 1 minute; the work takes well over that.
     write_profile(user_sites, "short", 'extends = "testbed"\n[slurm]\npartition = "short"\n'
@@ -107,7 +107,7 @@ def test_walltime_shorter_than_the_work_completes(
 
 
 def test_job_that_can_never_start_is_reported_with_its_reason(
-    testbed: Path, cli, tmp_path: Path, user_sites: Path  # type: ignore[no-untyped-def]
+    testbed: Path, cli: Cli, tmp_path: Path, user_sites: Path
 ) -> None:
     failed = subprocess.run(["sbatch", "--parsable", "-o", "/dev/null", "--wrap", "false"],
                             capture_output=True, text=True, check=True).stdout.strip()
@@ -129,8 +129,8 @@ def test_job_that_can_never_start_is_reported_with_its_reason(
     assert [j for j in _squeue() if j[1] != "COMPLETING"] == []
 
 
-def test_sbatch_refusal_reaches_the_user_verbatim(  # type: ignore[no-untyped-def]
-    testbed: Path, cli, tmp_path: Path, user_sites: Path
+def test_sbatch_refusal_reaches_the_user_verbatim(
+    testbed: Path, cli: Cli, tmp_path: Path, user_sites: Path
 ) -> None:
     write_profile(user_sites, "gres", 'extends = "testbed"\n[slurm]\n'
                   'extra_directives = ["--gres=gpu:1"]\n')
@@ -170,7 +170,7 @@ def _chunk_files(store: Path) -> dict[str, bytes]:
 
 
 def test_kill_9_of_the_driver_then_rerun_resumes_bit_identical(
-    testbed: Path, cli, tmp_path: Path  # type: ignore[no-untyped-def]
+    testbed: Path, cli: Cli, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.zarr"
     spec = _filter_job(tmp_path, out)
@@ -208,7 +208,7 @@ def test_kill_9_of_the_driver_then_rerun_resumes_bit_identical(
 
 
 def test_a_full_disk_on_the_testbed_is_one_line_exit_1(
-    testbed: Path, cli, tmp_path: Path, small_disk: Path  # type: ignore[no-untyped-def]
+    testbed: Path, cli: Cli, tmp_path: Path, small_disk: Path
 ) -> None:
     out = small_disk / "out.zarr"
     r = cli("submit", str(_filter_job(tmp_path, out, planes=24)), "--site", "testbed",

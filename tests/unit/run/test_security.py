@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import zarr
 
-from conftest import write_profile
+from helpers import Cli, write_profile
 
 
-def test_run_directory_lists_every_config_file_and_the_trust_override(  # type: ignore[no-untyped-def]
-    cli, user_sites: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_run_directory_lists_every_config_file_and_the_trust_override(
+    cli: Cli, user_sites: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dask_dir = tmp_path / "dask-config"
     dask_dir.mkdir()

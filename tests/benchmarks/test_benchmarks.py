@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks import inputs, report  # noqa: E402
 from benchmarks.cases import CASES  # noqa: E402
+
+from benchmarks import inputs, report  # noqa: E402
 
 LOCAL = ["numpy", "read-only", "threaded", "hpcscale-local"]
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zarr
 
-from conftest import cli_commands, write_profile
+from helpers import Cli, cli_commands, write_profile
 from hpcscale.cli import app
 
 COMMANDS = cli_commands(app)
@@ -25,8 +25,8 @@ def test_command_table_is_complete() -> None:
 
 
 @pytest.mark.parametrize(("name", "callback"), COMMANDS, ids=[" ".join(n) for n, _ in COMMANDS])
-def test_every_command_has_help_and_an_example(  # type: ignore[no-untyped-def]
-    name: tuple[str, ...], callback: object, cli
+def test_every_command_has_help_and_an_example(
+    name: tuple[str, ...], callback: object, cli: Cli
 ) -> None:
     doc = getattr(callback, "__doc__", None) or ""
     assert doc.strip(), f"hpcscale {' '.join(name)} has no help text"
@@ -36,7 +36,7 @@ def test_every_command_has_help_and_an_example(  # type: ignore[no-untyped-def]
     assert doc.strip().splitlines()[0][:40] in " ".join(r.out.split())
 
 
-def test_site_list_shows_origin_and_shadowing(cli, user_sites: Path) -> None:  # type: ignore[no-untyped-def]
+def test_site_list_shows_origin_and_shadowing(cli: Cli, user_sites: Path) -> None:
     write_profile(user_sites, "testbed", '[slurm]\npartition = "debug"\n')
     r = cli("site", "list")
     assert r.code == 0, r
@@ -49,7 +49,7 @@ def test_site_list_shows_origin_and_shadowing(cli, user_sites: Path) -> None:  #
     assert {"local", "testbed", "example-slurm"} <= {r["name"] for r in rows}
 
 
-def test_site_show_names_sources_and_prologue(cli, user_sites: Path) -> None:  # type: ignore[no-untyped-def]
+def test_site_show_names_sources_and_prologue(cli: Cli, user_sites: Path) -> None:
     write_profile(user_sites, "lab", 'extends = "example-slurm"\n[slurm]\naccount = "lab7"\n')
     r = cli("site", "show", "lab")
     assert r.code == 0, r
@@ -64,14 +64,14 @@ def test_site_show_names_sources_and_prologue(cli, user_sites: Path) -> None:  #
     assert "    module load python/3.11" in r.out
 
 
-def test_script_prints_worker_job(cli) -> None:  # type: ignore[no-untyped-def]
+def test_script_prints_worker_job(cli: Cli) -> None:
     r = cli("script", "--site", "testbed")
     assert r.code == 0, r
     assert "#SBATCH -p debug" in r.out
     assert "--memory-limit 1073741824" in r.out
 
 
-def test_site_share_group_readable(cli, user_sites: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_site_share_group_readable(cli: Cli, user_sites: Path, tmp_path: Path) -> None:
     write_profile(user_sites, "mine", '[slurm]\npartition = "debug"\naccount = "x"\n')
     lab = tmp_path / "lab"
     lab.mkdir(mode=0o750)
@@ -196,7 +196,7 @@ def _snapshot(root: Path) -> dict[str, str]:
 @pytest.mark.parametrize(("label", "argv", "code", "fragment"), BAD_INPUTS,
                          ids=[b[0] for b in BAD_INPUTS])
 def test_bad_input_one_line_no_traceback_nothing_touched(
-    label: str, argv, code: int, fragment: str, cli, world: dict[str, Path]  # type: ignore[no-untyped-def]
+    label: str, argv, code: int, fragment: str, cli: Cli, world: dict[str, Path]
 ) -> None:
     args = argv(world)
     before = _snapshot(world["tmp"])

@@ -2,7 +2,7 @@
 
 The screenshots in docs/images/preview-*.png are made by the commands shown in
 docs/preview.md; after changing the command, make them again with
-``.venv/bin/python tests/test_preview.py --write-screenshots``.
+``.venv/bin/python tests/unit/preview/test_preview.py --write-screenshots``.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ from hypothesis import strategies as st
 from PIL import Image
 from scipy import ndimage
 
-from conftest import CliResult
+from helpers import CliResult
 from hpcscale import demo as sample
 from hpcscale.errors import UsageError
 from hpcscale.io.inputs import InputArray, open_input
 from hpcscale.preview import default_output, parse_slices, preview, select
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 PAGE = REPO / "docs" / "preview.md"
 IMAGES = REPO / "docs" / "images"
 
@@ -444,7 +444,7 @@ def test_screenshots_are_made_by_the_documented_commands(cli: Cli, demo: Path,
             size = image.size
         assert png(demo.parent / name) == size, (
             f"`{command}` no longer makes a PNG of the size of docs/images/{name}; "
-            "regenerate the screenshots: .venv/bin/python tests/test_preview.py "
+            "regenerate the screenshots: .venv/bin/python tests/unit/preview/test_preview.py "
             "--write-screenshots")
 
 
@@ -468,8 +468,9 @@ def write_screenshots() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--write-screenshots"]:
-        sys.path.insert(0, str(Path(__file__).parent))
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: helpers
         write_screenshots()
     else:
-        print("usage: python tests/test_preview.py --write-screenshots", file=sys.stderr)
+        print("usage: python tests/unit/preview/test_preview.py --write-screenshots",
+              file=sys.stderr)
         sys.exit(2)

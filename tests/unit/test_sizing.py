@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_profile
+from helpers import write_profile
 from hpcscale import sizing
 from hpcscale.config import profiles
 from hpcscale.errors import SizingError

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_profile
+from helpers import Cli, write_profile
 from hpcscale import doctor, doctor_probe
 from hpcscale.config import profiles
 
@@ -65,7 +65,7 @@ def _checks(out: str) -> dict[str, dict[str, str]]:
     return {c["name"]: c for c in json.loads(out)["checks"]}
 
 
-def test_sbatch_missing_from_path(cli, fake_slurm) -> None:  # type: ignore[no-untyped-def]
+def test_sbatch_missing_from_path(cli: Cli, fake_slurm) -> None:
     fake_slurm(sbatch=None)
     r = cli("doctor", "--site", "site1")
     assert r.code == 1, r
@@ -76,7 +76,7 @@ def test_sbatch_missing_from_path(cli, fake_slurm) -> None:  # type: ignore[no-u
     assert "error: site site1: 1 check(s) failed (slurm commands)" in r.err
 
 
-def test_controller_not_answering(cli, fake_slurm) -> None:  # type: ignore[no-untyped-def]
+def test_controller_not_answering(cli: Cli, fake_slurm) -> None:
     fake_slurm(scontrol='echo "slurm_load_partitions: Unable to contact slurm controller '
                '(connect failure)" >&2\nexit 1\n')
     r = cli("--json", "doctor", "--site", "site1")
@@ -90,7 +90,7 @@ def test_controller_not_answering(cli, fake_slurm) -> None:  # type: ignore[no-u
     assert "partition" not in checks
 
 
-def test_sbatch_refusal_is_reported_verbatim(cli, fake_slurm) -> None:  # type: ignore[no-untyped-def]
+def test_sbatch_refusal_is_reported_verbatim(cli: Cli, fake_slurm) -> None:
     fake_slurm(sbatch='echo "sbatch: error: Batch job submission failed: Invalid account '
                'or account/partition combination specified" >&2\nexit 1\n')
     r = cli("doctor", "--site", "site1")
@@ -100,7 +100,7 @@ def test_sbatch_refusal_is_reported_verbatim(cli, fake_slurm) -> None:  # type: 
     assert "ok    partition            debug exists and is UP" in r.out
 
 
-def test_pending_probe_is_cancelled_with_slurms_reason(cli, fake_slurm) -> None:  # type: ignore[no-untyped-def]
+def test_pending_probe_is_cancelled_with_slurms_reason(cli: Cli, fake_slurm) -> None:
     log = fake_slurm()
     r = cli("doctor", "--site", "site1", "--timeout", "1")
     assert r.code == 1, r
@@ -126,7 +126,7 @@ def test_probe_is_cancelled_when_interrupted(fake_slurm, monkeypatch: pytest.Mon
     assert "123" in (log / "scancel.args").read_text().split()
 
 
-def test_unreachable_scheduler_port(cli, fake_slurm, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_scheduler_port(cli: Cli, fake_slurm, monkeypatch: pytest.MonkeyPatch) -> None:
     log = fake_slurm(squeue='[ -e "$LOG/cancelled" ] || echo "123|x|RUNNING|None|c1|debug"\n')
 
     def report(self: doctor_probe.Probe) -> dict[str, object]:
@@ -150,7 +150,7 @@ def test_unreachable_scheduler_port(cli, fake_slurm, monkeypatch: pytest.MonkeyP
     assert "123" in (log / "scancel.args").read_text().split()
 
 
-def test_probe_that_ends_without_a_report(cli, fake_slurm) -> None:  # type: ignore[no-untyped-def]
+def test_probe_that_ends_without_a_report(cli: Cli, fake_slurm) -> None:
     fake_slurm(squeue=":\n")  # the job is gone at once, and wrote nothing
     r = cli("--json", "doctor", "--site", "site1")
     assert r.code == 1, r
@@ -160,7 +160,7 @@ def test_probe_that_ends_without_a_report(cli, fake_slurm) -> None:  # type: ign
     assert "probe.err" in probe["fix"]
 
 
-def test_account_and_qos_from_sacctmgr(cli, fake_slurm, user_sites: Path) -> None:  # type: ignore[no-untyped-def]
+def test_account_and_qos_from_sacctmgr(cli: Cli, fake_slurm, user_sites: Path) -> None:
     log = fake_slurm(sacctmgr='echo "physics|normal,high"\necho "chem|normal"\n')
     write_profile(user_sites, "bio", PROFILE + 'account = "bio"\n')
     r = cli("doctor", "--site", "bio")
@@ -178,7 +178,7 @@ def test_account_and_qos_from_sacctmgr(cli, fake_slurm, user_sites: Path) -> Non
     assert cli("doctor", "--site", "phys", "--dry-run").code == 0
 
 
-def test_dry_run_submits_nothing(cli, fake_slurm) -> None:  # type: ignore[no-untyped-def]
+def test_dry_run_submits_nothing(cli: Cli, fake_slurm) -> None:
     log = fake_slurm()
     r = cli("doctor", "--site", "site1", "--dry-run")
     assert r.code == 0, r
@@ -186,7 +186,7 @@ def test_dry_run_submits_nothing(cli, fake_slurm) -> None:  # type: ignore[no-un
     assert not (log / "sbatch.args").exists()
 
 
-def test_local_site_needs_no_slurm(cli, fake_slurm) -> None:  # type: ignore[no-untyped-def]
+def test_local_site_needs_no_slurm(cli: Cli, fake_slurm) -> None:
     fake_slurm(sbatch=None, squeue=None, scontrol=None, scancel=None)
     r = cli("doctor", "--site", "local")
     assert r.code == 0, r
@@ -195,7 +195,7 @@ def test_local_site_needs_no_slurm(cli, fake_slurm) -> None:  # type: ignore[no-
     assert "site local: every check passed (1 skipped)" in r.out
 
 
-def test_usage_errors_exit_2(cli, fake_slurm, user_sites: Path) -> None:  # type: ignore[no-untyped-def]
+def test_usage_errors_exit_2(cli: Cli, fake_slurm, user_sites: Path) -> None:
     fake_slurm()
     r = cli("doctor", "--site", "nosuch")
     assert r.code == 2, r
@@ -205,7 +205,7 @@ def test_usage_errors_exit_2(cli, fake_slurm, user_sites: Path) -> None:  # type
     assert "name a site with --site" in r.err
 
 
-def test_broken_profile_is_a_failed_check(cli, fake_slurm, user_sites: Path) -> None:  # type: ignore[no-untyped-def]
+def test_broken_profile_is_a_failed_check(cli: Cli, fake_slurm, user_sites: Path) -> None:
     fake_slurm()
     write_profile(user_sites, "broken", '[slurm]\npartition = "debug"\ncores = 0\n')
     r = cli("doctor", "--site", "broken")
@@ -215,8 +215,8 @@ def test_broken_profile_is_a_failed_check(cli, fake_slurm, user_sites: Path) -> 
     assert "skip  slurm                the profile does not load" in r.out
 
 
-def test_unwritable_runs_directory(cli, fake_slurm, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_unwritable_runs_directory(cli: Cli, fake_slurm, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
     fake_slurm()
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -257,7 +257,7 @@ def test_the_probe_alone_says_how_it_ended(fake_slurm) -> None:  # type: ignore[
     assert not out.directory.exists()
 
 
-def test_a_failed_probe_keeps_its_directory(cli, fake_slurm) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_probe_keeps_its_directory(cli: Cli, fake_slurm) -> None:
     fake_slurm()
     r = cli("doctor", "--site", "site1", "--timeout", "1")
     assert r.code == 1, r

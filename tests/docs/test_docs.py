@@ -9,7 +9,7 @@
   every job has run. TOML job specs and profiles shown in the docs validate,
   and the profile error messages quoted in docs/profiles.md are the real ones.
 * docs/cli.md carries every command's ``--help``, generated; after changing
-  the CLI, regenerate it with ``.venv/bin/python tests/test_docs.py --write-cli``.
+  the CLI, regenerate it with ``.venv/bin/python tests/docs/test_docs.py --write-cli``.
 """
 
 from __future__ import annotations
@@ -32,18 +32,18 @@ import xarray as xr
 from scipy import ndimage
 from typer.testing import CliRunner
 
-from conftest import CliResult, cli_commands, invoke_in_process, write_profile
+from helpers import CliResult, cli_commands, invoke_in_process, write_profile
 from hpcscale import demo as sample
 from hpcscale.cli import app
 from hpcscale.config import jobspec, profiles
 from hpcscale.io.output import is_complete
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
 JOBS = sorted((REPO / "jobs").glob("*.toml"))
 CLI_MD = DOCS / "cli.md"
-BEGIN = "<!-- BEGIN GENERATED: .venv/bin/python tests/test_docs.py --write-cli -->"
+BEGIN = "<!-- BEGIN GENERATED: .venv/bin/python tests/docs/test_docs.py --write-cli -->"
 END = "<!-- END GENERATED -->"
 HELP_WIDTH = 80
 
@@ -466,7 +466,7 @@ def test_every_command_is_in_cli_md(name: tuple[str, ...], callback: object) -> 
     title = "## hpcscale " + " ".join(name)
     assert f"\n{title}\n" in text, (
         f"docs/cli.md has no section for hpcscale {' '.join(name)}; "
-        "regenerate: .venv/bin/python tests/test_docs.py --write-cli")
+        "regenerate: .venv/bin/python tests/docs/test_docs.py --write-cli")
     section = text.split(f"\n{title}\n", 1)[1].split("\n## ", 1)[0]
     first = (getattr(callback, "__doc__", None) or "").strip().splitlines()[0]
     assert first in section, f"docs/cli.md: hpcscale {' '.join(name)}: {first!r} not in its section"
@@ -476,7 +476,7 @@ def test_cli_md_is_the_cli_help() -> None:
     current = _generated_part(CLI_MD.read_text(encoding="utf-8"))
     assert current == render_cli_reference(), (
         "docs/cli.md differs from the CLI's --help; if the CLI change is intended, "
-        "regenerate it with: .venv/bin/python tests/test_docs.py --write-cli")
+        "regenerate it with: .venv/bin/python tests/docs/test_docs.py --write-cli")
 
 
 # -- pages that say which test shows a promise -------------------------------------------------
@@ -505,5 +505,5 @@ if __name__ == "__main__":
         write_cli_reference()
         print(f"wrote {CLI_MD}")
     else:
-        print("usage: python tests/test_docs.py --write-cli", file=sys.stderr)
+        print("usage: python tests/docs/test_docs.py --write-cli", file=sys.stderr)
         sys.exit(2)

@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from conftest import write_profile
+from helpers import Cli, write_profile
 
 pytestmark = pytest.mark.slurm
 
@@ -28,7 +28,7 @@ def _spec(
     return spec, data.astype("float64").sum(axis=0)
 
 
-def test_auto_submits_fewer_jobs_on_small_input(testbed: Path, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_auto_submits_fewer_jobs_on_small_input(testbed: Path, cli: Cli, tmp_path: Path) -> None:
     spec, want = _spec(tmp_path, (2, 30, 30), (2, 30, 30))  # one chunk
     r = cli("--json", "submit", str(spec), "--site", "testbed")  # --jobs auto is the default
     assert r.code == 0, r
@@ -38,7 +38,7 @@ def test_auto_submits_fewer_jobs_on_small_input(testbed: Path, cli, tmp_path: Pa
     np.testing.assert_allclose(next(iter(got.data_vars.values())).values, want, rtol=1e-6)
 
 
-def test_auto_reaches_the_cap_on_larger_input(testbed: Path, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_auto_reaches_the_cap_on_larger_input(testbed: Path, cli: Cli, tmp_path: Path) -> None:
     spec, _ = _spec(tmp_path, (24, 30, 30), (2, 30, 30))  # 12 chunks: 6 jobs wanted
     plan = cli("plan", str(spec), "--site", "testbed")
     assert plan.code == 0, plan
@@ -49,8 +49,8 @@ def test_auto_reaches_the_cap_on_larger_input(testbed: Path, cli, tmp_path: Path
     assert len(json.loads(r.out)["jobs"]) == 3
 
 
-def test_walltime_over_partition_maxtime_refused_before_submitting(  # type: ignore[no-untyped-def]
-    testbed: Path, cli, tmp_path: Path, user_sites: Path
+def test_walltime_over_partition_maxtime_refused_before_submitting(
+    testbed: Path, cli: Cli, tmp_path: Path, user_sites: Path
 ) -> None:
     write_profile(user_sites, "toolong", 'extends = "testbed"\n[slurm]\npartition = "short"\n'
                   'walltime = "00:10:00"\n')

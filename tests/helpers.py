@@ -1,0 +1,84 @@
+"""Helpers the tests share (import them with ``from helpers import ...``); the fixtures
+are in conftest.py."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def invoke_in_process(*args: str) -> tuple[int, str, str]:
+    """Run ``hpcscale ARGS`` in-process outside of a test function (module fixtures have
+    no capsys): exit code, stdout, stderr."""
+    from hpcscale.cli import main, render
+
+    out, err = io.StringIO(), io.StringIO()
+    render.OPTIONS.__init__()  # type: ignore[misc]
+    old_argv = sys.argv
+    sys.argv = ["hpcscale", *args]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = old_argv
+    return code, out.getvalue(), err.getvalue()
+
+
+def write_profile(directory: Path, name: str, text: str, mode: int = 0o644) -> Path:
+    path = directory / f"{name}.toml"
+    path.write_text(text, encoding="utf-8")
+    path.chmod(mode)
+    return path
+
+
+class CliResult:
+    """What ``hpcscale ARGS`` did: exit code, stdout, stderr."""
+
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"CliResult(code={self.code}, out={self.out!r}, err={self.err!r})"
+
+
+# The type of the ``cli`` fixture: ``cli("plan", "job.toml") -> CliResult``.
+Cli = Callable[..., CliResult]
+
+
+Command = tuple[tuple[str, ...], object]
+
+
+def cli_commands(group: Any, prefix: tuple[str, ...] = ()) -> list[Command]:
+    """Every command of a Typer app (sub-apps included) with its callback."""
+    found: list[Command] = []
+    for info in group.registered_commands:
+        name = info.name or (info.callback.__name__.rstrip("_") if info.callback else "")
+        found.append(((*prefix, name), info.callback))
+    for sub in group.registered_groups:
+        assert sub.typer_instance is not None
+        found += cli_commands(sub.typer_instance, (*prefix, str(sub.name)))
+    return found
+
+
+def assert_golden(path: Path, got: str, what: str) -> None:
+    """Compare ``got`` with the golden file ``path``; HPCSCALE_UPDATE_GOLDEN=1 rewrites it.
+
+    On a difference the message says how to accept an intended change.
+    """
+    if os.environ.get("HPCSCALE_UPDATE_GOLDEN") == "1":
+        path.write_text(got, encoding="utf-8")
+    assert got == path.read_text(encoding="utf-8"), (
+        f"{what} differs from {path}; if intended, rerun the test with "
+        "HPCSCALE_UPDATE_GOLDEN=1 and review the diff of tests/golden/"
+    )
