@@ -29,6 +29,7 @@ from typing import Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hpcscale._validation import explain, problems
 from hpcscale.errors import JobSpecError
 from hpcscale.ops import Step, parse_step
 
@@ -98,17 +99,8 @@ def parse(data: Mapping[str, Any], source: str) -> JobSpec:
     try:
         model = _SpecModel.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        msg = first["msg"]
-        if first["type"] == "extra_forbidden":
-            parent = first["loc"][:-1]
-            valid = _valid_keys(parent)
-            msg = f"unknown key; valid keys: {', '.join(valid)}"
-        elif first["type"] == "missing":
-            msg = "is required"
-        shown = "" if first["type"] == "missing" else f" = {first.get('input')!r}"
-        raise JobSpecError(f"job spec {source}: {loc}{shown}: {msg}") from err
+        said = explain(problems(err)[0], valid_keys=_valid_keys)
+        raise JobSpecError(f"job spec {source}: {said}") from err
     steps = []
     for i, table in enumerate(model.steps, start=1):
         try:

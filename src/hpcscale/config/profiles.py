@@ -37,6 +37,7 @@ from pydantic import (
 )
 
 from hpcscale import units
+from hpcscale._validation import Problem, explain, problems
 from hpcscale.errors import ProfileError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -266,39 +267,34 @@ def _check_keys(data: Mapping[str, Any], path: Path) -> None:
         if key in _TABLES:
             if not isinstance(value, dict):
                 raise ProfileError(f"profile {path}: [{key}] must be a table, got {value!r}")
-            valid = list(_TABLES[key].model_fields)
             for sub in value:
-                if sub not in valid:
-                    raise ProfileError(
-                        f"profile {path}: unknown key {key}.{sub}; "
-                        f"valid keys in [{key}]: {', '.join(valid)}"
-                    )
+                if sub not in _TABLES[key].model_fields:
+                    unknown = Problem((key, str(sub)), "unknown", value[sub], "")
+                    raise ProfileError(f"profile {path}: "
+                                       + explain(unknown, valid_keys=_valid_keys))
 
 
 def _pydantic_message(err: ValidationError, path: Path) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "string_pattern_mismatch":
-        msg = "contains characters that are not allowed " + _PATTERN_HELP.get(
-            loc.split(".")[-1], ""
-        )
-    if first["type"] == "missing":
-        return f"profile {path}: key {loc} is required"
-    where = f" key {loc}" if loc else ""
-    return f"profile {path}:{where} = {first.get('input')!r}: {msg}"
+    first = problems(err)[0]
+    forms = _PATTERN_HELP if first.kind == "pattern" else None
+    return f"profile {path}: " + explain(first, valid_keys=_valid_keys, forms=forms)
+
+
+def _valid_keys(loc: tuple[str, ...]) -> list[str]:
+    table = _TABLES.get(loc[0]) if loc else None
+    return list((table or SiteProfile).model_fields)
 
 
 _PATTERN_HELP = {
-    "partition": "(letters, digits, _ . - and commas between partitions)",
-    "account": "(letters, digits, _ . -)",
-    "qos": "(letters, digits, _ . -)",
-    "interface": "(a network interface name such as eth0 or ib0)",
-    "worker_interface": "(a network interface name such as eth0 or ib0)",
-    "extra_directives": "(one sbatch option per entry, as --key=value or --flag)",
-    "python": "(a path; no spaces or shell characters)",
-    "local_directory": "(a path, $VARS allowed; no spaces or shell characters)",
-    "log_directory": "(a path, $VARS allowed; no spaces or shell characters)",
+    "partition": "made of letters, digits, _ . - (commas between partitions)",
+    "account": "made of letters, digits, _ . -",
+    "qos": "made of letters, digits, _ . -",
+    "interface": "a network interface name such as eth0 or ib0",
+    "worker_interface": "a network interface name such as eth0 or ib0",
+    "extra_directives": "one sbatch option per entry, as --key=value or --flag",
+    "python": "a path without spaces or shell characters",
+    "local_directory": "a path ($VARS allowed) without spaces or shell characters",
+    "log_directory": "a path ($VARS allowed) without spaces or shell characters",
 }
 
 

@@ -17,6 +17,7 @@ import dask.array as da
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
 
+from hpcscale._validation import Problem, explain, problems
 from hpcscale.errors import JobSpecError
 
 
@@ -171,24 +172,15 @@ class StepModel(BaseModel):
 
     @classmethod
     def _explain(cls, exc: ValidationError, table: dict[str, Any]) -> str:
-        messages: list[str] = []
-        seen: set[str] = set()
-        for err in exc.errors():
-            key = str(err["loc"][0]) if err["loc"] else ""
-            if err["type"] == "extra_forbidden":
-                msg = f"unknown key {key!r}; valid keys: {', '.join(cls.keys())}"
-            elif err["type"] == "missing":
-                msg = f"missing required key {key!r} ({cls.FORMS.get(key, 'a value')})"
-            elif not key:  # a whole-model check: its message is complete
-                msg = str(err.get("ctx", {}).get("error", err["msg"]))
-            else:
-                form = cls.FORMS.get(key, "valid")
-                msg = f"{key} must be {form}, got {fmt_value(table.get(key))}"
-            # A union type reports once per member; the user needs one line per key.
-            if key not in seen or not key:
-                seen.add(key)
-                messages.append(msg)
-        return "; ".join(messages)
+        def valid_keys(_: tuple[str, ...]) -> list[str]:
+            return list(cls.keys())
+
+        def shown(problem: Problem) -> str:
+            # the value as the table wrote it (pydantic's input may be converted)
+            return explain(problem, valid_keys=valid_keys, forms=cls.FORMS,
+                           show=lambda _: fmt_value(table.get(problem.key)))
+
+        return "; ".join(shown(p) for p in problems(exc, depth=1))
 
     def to_table(self) -> dict[str, Any]:
         """The TOML table that parses back to this step (defaults left out)."""
