@@ -33,7 +33,7 @@ from PIL import Image
 
 from conftest import CliResult, invoke_in_process
 from hpcscale import report, report_figure, sizing, units
-from hpcscale.compute import DASK_REPORT_AFTER
+from hpcscale.rundir import DASK_REPORT_AFTER
 
 Cli = Callable[..., CliResult]
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "images" / "report-summary.png"

@@ -31,9 +31,8 @@ from urllib.parse import quote
 
 from hpcscale import __version__, units
 from hpcscale import runs as runlib
-from hpcscale.compute import DASK_REPORT, DASK_REPORT_AFTER
 from hpcscale.errors import OutputError, UsageError
-from hpcscale.rundir import RunDir, list_runs
+from hpcscale.rundir import DASK_REPORT, DASK_REPORT_AFTER, RunDir, list_runs
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -141,3 +141,9 @@ def list_runs() -> list[RunDir]:
     if not base.is_dir():
         return []
     return [RunDir(p.name, p) for p in sorted(base.iterdir()) if (p / "state.json").exists()]
+
+
+DASK_REPORT = "dask-report.html"  # dask's own performance report, in the run directory
+# Seconds of computation from which dask's report is worth rendering: it took
+# 1.5-2 s after a short computation and 6-7 s after a 35 s median filter.
+DASK_REPORT_AFTER = 120.0
