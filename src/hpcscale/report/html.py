@@ -5,7 +5,7 @@
 ``timeline.jsonl``, dask's ``dask-report.html``). Any of them may be missing or
 cut short (a failed or cancelled run, a driver killed mid-line): the report
 then says what is missing and leaves out what it cannot show; it never raises.
-The summary figure (:mod:`hpcscale.report_figure`, imported only when a figure
+The summary figure (:mod:`hpcscale.report.figure`, imported only when a figure
 is drawn: matplotlib takes a while to import) is embedded as PNG, so the file
 is one self-contained page that can be copied anywhere and opened offline.
 """
@@ -421,7 +421,7 @@ def _plan_section(rec: RunRecord) -> str:
 
 
 def _figure_section(rec: RunRecord) -> str:
-    from hpcscale import report_figure as figure  # matplotlib: only where a figure is drawn
+    from hpcscale.report import figure  # matplotlib: only where a figure is drawn
 
     data = base64.b64encode(figure.png(figure.draw(rec))).decode("ascii")
     return (f'<img alt="workers, memory per worker and blocks written over time" '
@@ -626,7 +626,7 @@ def ensure_report(run: str) -> tuple[RunDir, Path]:
 
 def report_figure(run_dir: Path) -> Figure:
     """The report's summary figure of a run: workers, memory and blocks over time."""
-    from hpcscale import report_figure as figure
+    from hpcscale.report import figure
 
     return figure.draw(load(run_dir))
 
@@ -639,7 +639,7 @@ def write_png(run_dir: Path, target: Path, *, overwrite: bool = False) -> Path:
         raise OutputError(f"output {target} exists; pass --overwrite to replace it")
     if not target.parent.is_dir():
         raise OutputError(f"output {target}: directory {target.parent} does not exist")
-    from hpcscale import report_figure as figure
+    from hpcscale.report import figure
 
     data = figure.png(report_figure(run_dir))
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")

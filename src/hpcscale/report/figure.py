@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, MultipleLocator
 
 from hpcscale import units
-from hpcscale.report import RunRecord, Sample, integer, memory_limit, number, state_of
+from hpcscale.report.html import RunRecord, Sample, integer, memory_limit, number, state_of
 
 __all__ = ["DPI", "FIGSIZE", "MAX_LINES", "MAX_POINTS", "draw", "png"]
 
