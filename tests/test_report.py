@@ -33,8 +33,10 @@ from PIL import Image
 
 from conftest import CliResult, invoke_in_process
 from hpcscale import report, sizing, units
+from hpcscale.report import facts as report_facts
 from hpcscale.report import figure as report_figure
 from hpcscale.report import html as report_html
+from hpcscale.report import record as report_record
 from hpcscale.rundir import DASK_REPORT_AFTER
 
 Cli = Callable[..., CliResult]
@@ -310,8 +312,8 @@ def test_queue_wait_per_job(tmp_path: Path) -> None:
     (run / "summary.json").write_text(json.dumps({"lost_jobs": ["8"], "jobs": ["7", "8"]}))
     (run / "plan.txt").write_text("jobs            2 x 1 worker(s) x 4 thread(s), "
                                   "4GiB per worker\n")
-    times = report.job_times(report.load(run).samples)
-    assert times["7"] == report.JobTimes(1.0, 4.0, "RUNNING")
+    times = report_facts.job_times(report.load(run).samples)
+    assert times["7"] == report_facts.JobTimes(1.0, 4.0, "RUNNING")
     assert times["8"].waited == 8.0
     text = words(parse(report.write_report(run)))
     assert "SLURM jobs 2 2 submitted, 2 seen running" in text
@@ -358,7 +360,7 @@ def test_plan_json_and_plan_txt_say_the_same(ran: Ran, tmp_path: Path) -> None:
         bytes_in="3GiB", bytes_out="512MiB", output_chunks=12)
     real = report.load(ran.run)
     assert real.plan.kind == "local"
-    assert real.plan == report.plan_from_text(real.plan_text)
+    assert real.plan == report_record.plan_from_text(real.plan_text)
 
 
 def test_the_plan_comes_from_plan_json(copy: Path) -> None:

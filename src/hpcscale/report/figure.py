@@ -1,9 +1,9 @@
 """The run report's summary figure: workers, memory per worker and blocks written over time.
 
 Drawn on matplotlib's Agg canvas (no display, no pyplot state). Only this
-module imports matplotlib, and :mod:`hpcscale.report` imports it only where a
-figure is drawn, so reading a run (or starting the command line) does not pay
-for matplotlib.
+module of the report imports matplotlib, and the rest of :mod:`hpcscale.report`
+imports it only where a figure is drawn, so reading a run (or starting the
+command line) does not pay for matplotlib.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, MultipleLocator
 
 from hpcscale import units
-from hpcscale.report.html import RunRecord, Sample, integer, memory_limit, number, state_of
+from hpcscale.report.record import RunRecord, Sample, integer, memory_limit, number, state_of
 
 __all__ = ["DPI", "FIGSIZE", "MAX_LINES", "MAX_POINTS", "draw", "png"]
 
