@@ -278,7 +278,7 @@ def preview(path: str, *, var: str | None = None, slices: Sequence[str] = (),
             "choose --slice/--max so that both give the same shape")
     _check_output(target, overwrite)
     planes = tuple(_finish(lazy, fields) for lazy, fields in plans)
-    from hpcscale.preview_draw import draw  # matplotlib: imported only to draw
+    from hpcscale.preview.draw import draw  # matplotlib: imported only to draw
 
     shared = draw(planes, target, (bins or DEFAULT_BINS) if histogram else None, overwrite)
     return Written(target, planes, histogram, shared)
