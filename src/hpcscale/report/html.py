@@ -206,7 +206,6 @@ _SECTIONS: tuple[tuple[str, Callable[[RunRecord], str]], ...] = (
 )
 
 
-
 def render(rec: RunRecord) -> str:
     """The report page of a run; a section that cannot be built says why instead."""
     body = [f"<h1>hpcscale run {_e(rec.run_id)}</h1>", _guard(_header, rec)]
