@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import write_profile
-from hpcscale import doctor, doctor_probe, profiles
+from hpcscale import __version__, doctor, profiles
+from hpcscale.doctor import probe as doctor_probe
 
 # A profile without `interface`: the doctor listens on this machine's default address.
 PROFILE = '[slurm]\npartition = "debug"\nmemory = "1GiB"\nwalltime = "00:10:00"\n'
@@ -131,7 +132,7 @@ def test_unreachable_scheduler_port(cli, fake_slurm, monkeypatch: pytest.MonkeyP
     def report(self: doctor_probe.Probe) -> dict[str, object]:
         # what a probe that could not connect writes into its output file
         return {"token": self.token, "host": "c1", "python": "/sw/bin/python3",
-                "hpcscale": doctor.__version__, "interfaces": {"eth0": ["10.1.0.7"]},
+                "hpcscale": __version__, "interfaces": {"eth0": ["10.1.0.7"]},
                 "dirs": {"runs directory": [str(self.dir), True, True]},
                 "connect": "[Errno 113] No route to host", "via": "file"}
 

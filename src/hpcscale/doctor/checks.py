@@ -3,7 +3,7 @@
 Every check is reported, in order (``ok``, ``FAIL`` with a fix, or ``skip``
 with the reason): SLURM's commands and controller, the profile, its
 partition, size and account, the scheduler's interface on this machine, the
-directories a run writes, and a tiny probe job (:mod:`hpcscale.doctor_probe`).
+directories a run writes, and a tiny probe job (:mod:`hpcscale.doctor.probe`).
 The probe runs the profile's prologue and the workers' python on a compute
 node and reports back over TCP to a port the doctor listens on at the
 scheduler's address: the path a dask worker takes. What it reports becomes
@@ -26,7 +26,7 @@ from typing import Any
 from hpcscale import __version__, profiles, slurm
 from hpcscale import run as runlib
 from hpcscale import site as sitelib
-from hpcscale.doctor_probe import Ending, Outcome, Probe
+from hpcscale.doctor.probe import Ending, Outcome, Probe
 from hpcscale.errors import ProfileError, SubmissionError
 from hpcscale.rundir import runs_dir
 
