@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -264,3 +266,11 @@ def test_a_failed_probe_keeps_its_directory(cli, fake_slurm) -> None:  # type: i
     kept = re.search(r"the probe's script and output are kept in (\S+)", r.err)
     assert kept, r.err
     assert (Path(kept.group(1)) / "probe.sh").is_file()
+
+
+def test_the_doctor_imports_nothing_above_it() -> None:
+    """The command chooses the site (run.choose_site); the doctor never imports run."""
+    above = ("hpcscale.run", "hpcscale.compute", "hpcscale.cli")
+    code = f"import sys, hpcscale.doctor; sys.exit([m for m in {above} if m in sys.modules] or 0)"
+    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert r.returncode == 0, f"importing hpcscale.doctor loads {r.stderr.strip()}"
