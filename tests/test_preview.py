@@ -473,3 +473,11 @@ if __name__ == "__main__":
     else:
         print("usage: python tests/test_preview.py --write-screenshots", file=sys.stderr)
         sys.exit(2)
+
+
+def test_preview_imports_nothing_above_it_nor_matplotlib() -> None:
+    """matplotlib loads only to draw (preview/draw.py); run and the command line never."""
+    above = ("hpcscale.run", "hpcscale.compute", "hpcscale.cli", "matplotlib")
+    code = f"import sys, hpcscale.preview; sys.exit([m for m in {above} if m in sys.modules] or 0)"
+    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert r.returncode == 0, f"importing hpcscale.preview loads {r.stderr.strip()}"

@@ -504,3 +504,11 @@ def test_command_open(runs_of: Ran, cli: Cli, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("DISPLAY", ":0")
     assert cli("report", "last", "--open").code == 0
     assert opened == [(runs_of.run / "report.html").as_uri()]
+
+
+def test_the_report_imports_nothing_above_it() -> None:
+    """The report reads run directories; it imports neither the run nor the command line."""
+    above = ("hpcscale.run", "hpcscale.runs", "hpcscale.compute", "hpcscale.cli")
+    code = f"import sys, hpcscale.report; sys.exit([m for m in {above} if m in sys.modules] or 0)"
+    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert r.returncode == 0, f"importing hpcscale.report loads {r.stderr.strip()}"
