@@ -27,6 +27,9 @@ from hpcscale.preview.select import (
     select,
 )
 
+# `hpcscale.preview.select` is the function, which shadows the module of that name (even
+# `import hpcscale.preview.select as m` gives the function): take names from the module
+# with `from hpcscale.preview.select import ...`.
 __all__ = ["DEFAULT_BINS", "MAX_PIXELS", "Plane", "PlannedPlane", "Written", "default_output",
            "format_value", "parse_slices", "preview", "select"]
 
