@@ -62,6 +62,10 @@ def _dask_config_files() -> list[str]:
 RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
 JOB_PREFIX = "hpcscale-"  # every SLURM job of a run is named hpcscale-<run id>
 DASK_REPORT = "dask-report.html"  # dask's own performance report, beside report.html
+# Seconds of computation from which dask's report is worth rendering (run.compute decides,
+# the report says so when it is missing): it took 1.5-2 s after a short computation
+# and 6-7 s after a 35 s median filter.
+DASK_REPORT_AFTER = 120.0
 DRIVER_LOG = "driver"  # a batch driver's logs: driver-<job id>.out and .err
 
 
@@ -137,6 +141,22 @@ class RunStatus(BaseModel):
     @property
     def active(self) -> bool:
         return self.state in ACTIVE
+
+    @classmethod
+    def lenient(cls, data: Mapping[str, Any]) -> RunStatus:
+        """From a state.json an older version, a hand edit or a cut-short write left:
+        what validates is kept, the rest dropped."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError:
+            good = {}
+            for key, value in data.items():
+                try:
+                    cls.model_validate({key: value})
+                except ValidationError:
+                    continue
+                good[key] = value
+            return cls.model_validate(good)
 
 
 _KEYS = frozenset(RunStatus.model_fields)
@@ -265,7 +285,7 @@ class RunDir:
         runs = list_runs()
         if run == "last":
             if not runs:
-                raise UsageError("RUN last: there are no runs yet (see `hpcscale runs`)")
+                raise UsageError("RUN 'last': no runs yet (see `hpcscale runs`)")
             return runs[-1]
         matches = [r for r in runs if r.run_id.startswith(run)]
         if len(matches) != 1:
@@ -282,18 +302,7 @@ class RunDir:
             return RunStatus(run_id=self.run_id)
         if not isinstance(data, dict):
             return RunStatus(run_id=self.run_id)
-        try:
-            return RunStatus.model_validate(data)
-        except ValidationError:
-            # a hand-edited or foreign file: keep what validates, drop the rest
-            good = {}
-            for key, value in data.items():
-                try:
-                    RunStatus.model_validate({key: value})
-                except ValidationError:
-                    continue
-                good[key] = value
-            return RunStatus.model_validate(good)
+        return RunStatus.lenient(data)
 
     def update(self, **changes: Any) -> RunStatus:
         """Record ``changes`` (keys of :class:`RunStatus`) in ``state.json``, atomically."""

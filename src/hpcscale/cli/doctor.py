@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from hpcscale import doctor as doctorlib
+from hpcscale import run as runlib
 from hpcscale.cli.commands import Site
 from hpcscale.cli.render import OPTIONS, result, say
 from hpcscale.errors import HpcscaleError
@@ -28,8 +29,8 @@ def doctor(
     apply run.
     Example: hpcscale doctor --site testbed
     """
-    report = doctorlib.diagnose(site, trust=OPTIONS.trust_profiles, probe=not dry_run,
-                                start_timeout=timeout, on_status=say)
+    report = doctorlib.diagnose(runlib.choose_site(site), trust=OPTIONS.trust_profiles,
+                                probe=not dry_run, start_timeout=timeout, on_status=say)
     failed = report.failed
     lines = report.lines()
     if not failed:

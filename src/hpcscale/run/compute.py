@@ -20,16 +20,13 @@ from hpcscale import __version__
 from hpcscale.errors import RunError
 from hpcscale.io import output
 from hpcscale.ops import BIN_DIM, Histogram
+from hpcscale.rundir import DASK_REPORT, DASK_REPORT_AFTER
 
 if TYPE_CHECKING:
     from hpcscale.cluster import watch
     from hpcscale.run import Prepared, Reporter
     from hpcscale.rundir import RunDir
 
-DASK_REPORT = "dask-report.html"  # dask's own performance report, in the run directory
-# Seconds of computation from which dask's report is worth rendering: it took
-# 1.5-2 s after a short computation and 6-7 s after a 35 s median filter.
-DASK_REPORT_AFTER = 120.0
 POLL = 0.5  # seconds between progress updates
 SAMPLE = 1.0  # seconds between timeline samples
 

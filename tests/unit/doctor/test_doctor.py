@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from helpers import Cli, write_profile
-from hpcscale import doctor, doctor_probe
+from hpcscale import __version__, doctor
 from hpcscale.config import profiles
+from hpcscale.doctor import probe as doctor_probe
 
 # A profile without `interface`: the doctor listens on this machine's default address.
 PROFILE = '[slurm]\npartition = "debug"\nmemory = "1GiB"\nwalltime = "00:10:00"\n'
@@ -132,7 +135,7 @@ def test_unreachable_scheduler_port(cli: Cli, fake_slurm, monkeypatch: pytest.Mo
     def report(self: doctor_probe.Probe) -> dict[str, object]:
         # what a probe that could not connect writes into its output file
         return {"token": self.token, "host": "c1", "python": "/sw/bin/python3",
-                "hpcscale": doctor.__version__, "interfaces": {"eth0": ["10.1.0.7"]},
+                "hpcscale": __version__, "interfaces": {"eth0": ["10.1.0.7"]},
                 "dirs": {"runs directory": [str(self.dir), True, True]},
                 "connect": "[Errno 113] No route to host", "via": "file"}
 
@@ -211,7 +214,7 @@ def test_broken_profile_is_a_failed_check(cli: Cli, fake_slurm, user_sites: Path
     r = cli("doctor", "--site", "broken")
     assert r.code == 1, r
     assert "FAIL  profile              profile " in r.out
-    assert "key slurm.cores = 0" in r.out
+    assert "slurm.cores = 0" in r.out
     assert "skip  slurm                the profile does not load" in r.out
 
 
@@ -264,3 +267,11 @@ def test_a_failed_probe_keeps_its_directory(cli: Cli, fake_slurm) -> None:
     kept = re.search(r"the probe's script and output are kept in (\S+)", r.err)
     assert kept, r.err
     assert (Path(kept.group(1)) / "probe.sh").is_file()
+
+
+def test_the_doctor_imports_nothing_above_it() -> None:
+    """The command chooses the site (run.choose_site); the doctor never imports run."""
+    above = ("hpcscale.run", "hpcscale.run.compute", "hpcscale.cli")
+    code = f"import sys, hpcscale.doctor; sys.exit([m for m in {above} if m in sys.modules] or 0)"
+    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert r.returncode == 0, f"importing hpcscale.doctor loads {r.stderr.strip()}"

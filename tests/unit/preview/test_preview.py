@@ -474,3 +474,11 @@ if __name__ == "__main__":
         print("usage: python tests/unit/preview/test_preview.py --write-screenshots",
               file=sys.stderr)
         sys.exit(2)
+
+
+def test_preview_imports_nothing_above_it_nor_matplotlib() -> None:
+    """matplotlib loads only to draw (preview/draw.py); run and the command line never."""
+    above = ("hpcscale.run", "hpcscale.run.compute", "hpcscale.cli", "matplotlib")
+    code = f"import sys, hpcscale.preview; sys.exit([m for m in {above} if m in sys.modules] or 0)"
+    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert r.returncode == 0, f"importing hpcscale.preview loads {r.stderr.strip()}"

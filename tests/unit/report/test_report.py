@@ -32,8 +32,12 @@ import zarr
 from PIL import Image
 
 from helpers import CliResult, invoke_in_process
-from hpcscale import report, report_figure, sizing, units
-from hpcscale.run.compute import DASK_REPORT_AFTER
+from hpcscale import report, sizing, units
+from hpcscale.report import facts as report_facts
+from hpcscale.report import figure as report_figure
+from hpcscale.report import html as report_html
+from hpcscale.report import record as report_record
+from hpcscale.rundir import DASK_REPORT_AFTER, RunDir
 
 Cli = Callable[..., CliResult]
 SCREENSHOT = Path(__file__).resolve().parents[3] / "docs" / "images" / "report-summary.png"
@@ -75,7 +79,7 @@ def copy(ran: Ran, tmp_path: Path) -> Path:
     """A copy of the real run's directory to edit."""
     target = tmp_path / ran.run.name
     shutil.copytree(ran.run, target)
-    (target / report.REPORT).unlink(missing_ok=True)
+    RunDir(target.name, target).report.unlink(missing_ok=True)
     return target
 
 
@@ -254,7 +258,7 @@ def test_write_report_never_raises(tmp_path: Path, copy: Path,
     def broken(rec: report.RunRecord) -> list[tuple[str, str, str]]:
         raise KeyError("surprise")
 
-    monkeypatch.setattr(report, "facts", broken)
+    monkeypatch.setattr(report_html, "facts", broken)  # the page's own name for it
     text = words(parse(report.write_report(copy)))
     assert "this part could not be built: KeyError: 'surprise'" in text
     assert "Memory per worker" in text  # the other sections are there
@@ -308,8 +312,8 @@ def test_queue_wait_per_job(tmp_path: Path) -> None:
     (run / "summary.json").write_text(json.dumps({"lost_jobs": ["8"], "jobs": ["7", "8"]}))
     (run / "plan.txt").write_text("jobs            2 x 1 worker(s) x 4 thread(s), "
                                   "4GiB per worker\n")
-    times = report.job_times(report.load(run).samples)
-    assert times["7"] == report.JobTimes(1.0, 4.0, "RUNNING")
+    times = report_facts.job_times(report.load(run).samples)
+    assert times["7"] == report_facts.JobTimes(1.0, 4.0, "RUNNING")
     assert times["8"].waited == 8.0
     text = words(parse(report.write_report(run)))
     assert "SLURM jobs 2 2 submitted, 2 seen running" in text
@@ -356,7 +360,7 @@ def test_plan_json_and_plan_txt_say_the_same(ran: Ran, tmp_path: Path) -> None:
         bytes_in="3GiB", bytes_out="512MiB", output_chunks=12)
     real = report.load(ran.run)
     assert real.plan.kind == "local"
-    assert real.plan == report.plan_from_text(real.plan_text)
+    assert real.plan == report_record.plan_from_text(real.plan_text)
 
 
 def test_the_plan_comes_from_plan_json(copy: Path) -> None:
@@ -500,3 +504,11 @@ def test_command_open(runs_of: Ran, cli: Cli, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("DISPLAY", ":0")
     assert cli("report", "last", "--open").code == 0
     assert opened == [(runs_of.run / "report.html").as_uri()]
+
+
+def test_the_report_imports_nothing_above_it() -> None:
+    """The report reads run directories; it imports neither the run nor the command line."""
+    above = ("hpcscale.run", "hpcscale.run.history", "hpcscale.run.compute", "hpcscale.cli")
+    code = f"import sys, hpcscale.report; sys.exit([m for m in {above} if m in sys.modules] or 0)"
+    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert r.returncode == 0, f"importing hpcscale.report loads {r.stderr.strip()}"

@@ -1,9 +1,9 @@
 """The run report's summary figure: workers, memory per worker and blocks written over time.
 
 Drawn on matplotlib's Agg canvas (no display, no pyplot state). Only this
-module imports matplotlib, and :mod:`hpcscale.report` imports it only where a
-figure is drawn, so reading a run (or starting the command line) does not pay
-for matplotlib.
+module of the report imports matplotlib, and the rest of :mod:`hpcscale.report`
+imports it only where a figure is drawn, so reading a run (or starting the
+command line) does not pay for matplotlib.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, MultipleLocator
 
 from hpcscale import units
-from hpcscale.report import RunRecord, Sample, integer, memory_limit, number, state_of
+from hpcscale.report.record import RunRecord, Sample, integer, memory_limit, number, state_of
 
 __all__ = ["DPI", "FIGSIZE", "MAX_LINES", "MAX_POINTS", "draw", "png"]
 
@@ -44,7 +44,7 @@ def draw(rec: RunRecord) -> Figure:
     axes = fig.subplots(3, 1, sharex=True, gridspec_kw={
         "left": 0.07, "right": 0.78, "top": 0.92, "bottom": 0.07, "hspace": 0.3})
     fig.suptitle(_plain(f"run {rec.run_id}: {state_of(rec)} on site "
-                        f"{rec.state.get('site') or rec.summary.get('site') or '?'}"),
+                        f"{rec.state.site or rec.summary.get('site') or '?'}"),
                  fontsize=12)
     samples = _thin(rec.samples)
     end = number(rec.summary.get("seconds"))

@@ -3,7 +3,7 @@
 Every check is reported, in order (``ok``, ``FAIL`` with a fix, or ``skip``
 with the reason): SLURM's commands and controller, the profile, its
 partition, size and account, the scheduler's interface on this machine, the
-directories a run writes, and a tiny probe job (:mod:`hpcscale.doctor_probe`).
+directories a run writes, and a tiny probe job (:mod:`hpcscale.doctor.probe`).
 The probe runs the profile's prologue and the workers' python on a compute
 node and reports back over TCP to a port the doctor listens on at the
 scheduler's address: the path a dask worker takes. What it reports becomes
@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from hpcscale import __version__, slurm
-from hpcscale import run as runlib
 from hpcscale import sites as sitelib
 from hpcscale.config import profiles
-from hpcscale.doctor_probe import Ending, Outcome, Probe
+from hpcscale.doctor.probe import Ending, Outcome, Probe
 from hpcscale.errors import ProfileError, SubmissionError
 from hpcscale.rundir import runs_dir
 
@@ -78,16 +77,17 @@ class Report:
 
 
 def diagnose(
-    site: str | None, *, trust: bool = False, probe: bool = True, start_timeout: float = 60.0,
+    site: str, *, trust: bool = False, probe: bool = True, start_timeout: float = 60.0,
     run_timeout: float = 60.0, on_status: Callable[[str], None] | None = None,
 ) -> Report:
     """Check everything a run on ``site`` needs; submit the probe job unless ``probe`` is False.
 
-    Raises only for usage errors (exit 2): no site where SLURM is available, a
-    site that is not a known profile. Every other problem is a FAIL in the
-    report. ``on_status`` hears about the probe job while it is waited for.
+    ``site`` is a name already chosen (the command asks ``run.choose_site``).
+    Raises only for a usage error (exit 2): a site that is not a known profile.
+    Every other problem is a FAIL in the report. ``on_status`` hears about the
+    probe job while it is waited for.
     """
-    name = runlib.choose_site(site)
+    name = site
     if name not in profiles.discover():
         profiles.load(name)  # raises the usual "not a known profile (known: ...)"
     report = Report(name)
