@@ -20,7 +20,6 @@ Steps are parsed by :mod:`hpcscale.ops`; this module owns the rest.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hpcscale._fs import read_toml
 from hpcscale.errors import JobSpecError
 from hpcscale.ops import Step, parse_step
 
@@ -131,16 +131,7 @@ def _valid_keys(loc: Sequence[Any]) -> list[str]:
 def load(path: str | Path) -> JobSpec:
     """Read and validate a job spec file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise JobSpecError(f"job spec {p}: no such file") from err
-    except OSError as err:
-        raise JobSpecError(f"job spec {p}: cannot read it ({err.strerror})") from err
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise JobSpecError(f"job spec {p}: TOML syntax error: {err}") from err
+    data = read_toml(p, JobSpecError, "job spec")
     return parse(data, str(p))
 
 
