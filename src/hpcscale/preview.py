@@ -23,6 +23,7 @@ import numpy as np
 
 from hpcscale.errors import HpcscaleError, InputError, OutputError, UsageError
 from hpcscale.io.inputs import InputArray, open_input
+from hpcscale.io.output import check_not_input
 
 __all__ = ["DEFAULT_BINS", "MAX_PIXELS", "Plane", "Written", "default_output", "format_value",
            "parse_slices", "preview", "select"]
@@ -276,6 +277,7 @@ def preview(path: str, *, var: str | None = None, slices: Sequence[str] = (),
         raise UsageError(
             f"--compare: {_shows(a)} but {_shows(b)} after the selection; "
             "choose --slice/--max so that both give the same shape")
+    check_not_input(target, [path, *([compare] if compare is not None else [])])
     _check_output(target, overwrite)
     planes = tuple(_finish(lazy, fields) for lazy, fields in plans)
     from hpcscale.preview_draw import draw  # matplotlib: imported only to draw

@@ -125,7 +125,8 @@ def prepare(
     result, out_info = build_graph(source.data, info, spec.steps)
     replace = spec.output.overwrite if overwrite is None else overwrite
     job = fingerprint(spec, source)
-    mode = output.check_output(spec.output.path, overwrite=replace, job=job)
+    mode = output.check_output(spec.output.path, overwrite=replace, job=job,
+                               inputs=[spec.input.path])
     workload = _workload(spec, info, out_info)
     requested = jobs if jobs is not None else spec.run.jobs
     plan = sizing.plan(resolved.profile, workload, requested, _limits(resolved.profile))
