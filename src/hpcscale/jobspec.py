@@ -23,11 +23,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hpcscale import units
 from hpcscale._fs import read_toml
 from hpcscale.errors import JobSpecError
 from hpcscale.ops import Step, parse_step
@@ -54,8 +55,22 @@ class OutputSpec(BaseModel):
 class RunSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     site: str | None = None
-    jobs: int | Literal["auto"] = Field("auto")
-    walltime: str | None = None
+    jobs: Annotated[int, Field(ge=1)] | Literal["auto"] = Field("auto")
+    # Caps the workers' walltime for this run (kept as written, so that
+    # to_toml gives it back unchanged; a bare integer is minutes, as in SLURM).
+    walltime: str | int | None = None
+
+    @field_validator("walltime", mode="before")
+    @classmethod
+    def _walltime(cls, value: Any) -> Any:
+        if value is not None:
+            units.parse_walltime(value)  # ValueError names the forms allowed
+        return value
+
+    @property
+    def walltime_seconds(self) -> int | None:
+        """The walltime in seconds, or None when the spec leaves it to the site."""
+        return None if self.walltime is None else units.parse_walltime(self.walltime)
 
 
 class _SpecModel(BaseModel):
@@ -100,7 +115,7 @@ def parse(data: Mapping[str, Any], source: str) -> JobSpec:
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
-        msg = first["msg"]
+        msg = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             parent = first["loc"][:-1]
             valid = _valid_keys(parent)
