@@ -149,11 +149,12 @@ def _latin_profile(w: World) -> str:
 
 
 def _run_with(w: World, name: str, data: bytes) -> str:
-    """A run directory whose ``name`` holds ``data`` (a damaged run file)."""
+    """A run directory of a run on ``w.zin`` whose ``name`` holds ``data``."""
     run_id = "20260101-120000-abcdef"
     rd = Path(os.environ["HPCSCALE_RUNS_DIR"]) / run_id
     rd.mkdir(parents=True)
     (rd / "state.json").write_text(json.dumps({"run_id": run_id, "state": "done"}))
+    (rd / "jobspec.toml").write_text(SPEC.format(inp=w.zin, out=w.out()))
     (rd / name).write_bytes(data)
     return run_id
 
@@ -195,6 +196,9 @@ CASES: list[Case] = [
      ("s.json", "inside the input")),
     ("preview PNG inside the input", lambda w: [
         "preview", w.zin, "-o", w.zin + "/p.png"], 2, ("p.png", "inside the input")),
+    ("report --png inside the run's input", lambda w: [
+        "report", _run_with(w, "summary.json", b"{}"), "--png", w.zin + "/r.png"], 2,
+     ("r.png", "inside the input")),
     ("preview PNG inside the compared file", lambda w: [
         "preview", str(w.data / "f.npy"), "--compare", w.zin, "--slice", "z=0",
         "-o", w.zin + "/p.png"], 2, ("p.png", "inside the input")),

@@ -22,6 +22,7 @@ import os
 import re
 import statistics
 import time
+import tomllib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from hpcscale import __version__, units
 from hpcscale import runs as runlib
 from hpcscale.compute import DASK_REPORT, DASK_REPORT_AFTER
 from hpcscale.errors import OutputError, UsageError
+from hpcscale.io.output import check_not_input
 from hpcscale.rundir import RunDir, list_runs
 
 if TYPE_CHECKING:
@@ -632,14 +634,26 @@ def report_figure(run_dir: Path) -> Figure:
     return figure.draw(load(run_dir))
 
 
-def write_png(run_dir: Path, target: Path, *, overwrite: bool = False) -> Path:
-    """Write the report's summary figure of a run to ``target`` (a new PNG unless ``overwrite``)."""
+def check_png(run_dir: Path, target: Path, *, overwrite: bool = False) -> None:
+    """Refuse, in one line, a ``--png`` path that must not be written: a directory, an
+    existing file (unless ``overwrite``), a missing folder, or a path in the run's input."""
+    try:
+        recorded = tomllib.loads((run_dir / "jobspec.toml").read_text(encoding="utf-8"))
+        inputs = [str(recorded["input"]["path"])]
+    except (OSError, ValueError, KeyError, TypeError):
+        inputs = []  # a run without a readable spec: nothing to protect here
+    check_not_input(target, inputs, OutputError, "output")
     if target.is_dir():
         raise OutputError(f"output {target} is a directory; name a .png file")
     if target.exists() and not overwrite:
         raise OutputError(f"output {target} exists; pass --overwrite to replace it")
     if not target.parent.is_dir():
         raise OutputError(f"output {target}: directory {target.parent} does not exist")
+
+
+def write_png(run_dir: Path, target: Path, *, overwrite: bool = False) -> Path:
+    """Write the report's summary figure of a run to ``target`` (a new PNG unless ``overwrite``)."""
+    check_png(run_dir, target, overwrite=overwrite)
     from hpcscale import report_figure as figure
 
     data = figure.png(report_figure(run_dir))
