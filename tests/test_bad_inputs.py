@@ -298,6 +298,19 @@ CASES: list[Case] = [
         "sbatch", w.spec(SPEC), "--site", "local", "--mail-user", "a@b.c"], 2,
      ("--mail-type",)),
     ("status of an unknown run", lambda w: ["status", "nosuchrun"], 2, ("nosuchrun",)),
+    # options click checks before hpcscale sees them: one line too, naming the option
+    ("--zarr-format 4", lambda w: _reduce(w, w.zin, w.out(), "--zarr-format", "4"), 2,
+     ("--zarr-format", "less than or equal to 3", "hpcscale reduce --help")),
+    ("--filter unknown", lambda w: _filter(w, "--filter", "blur"), 2, ("--filter", "'blur'")),
+    ("--mode unknown", lambda w: _filter(w, "--filter", "gaussian", "--sigma", "1", "--mode",
+                                         "circular"), 2, ("--mode", "'circular'")),
+    ("--op unknown", lambda w: ["reduce", w.zin, w.out(), "--op", "avg"], 2, ("--op", "'avg'")),
+    ("--sigma not a number", lambda w: _filter(w, "--filter", "gaussian", "--sigma", "two"), 2,
+     ("--sigma", "valid number")),
+    ("--range with one value", lambda w: ["reduce", w.zin, w.out(), "--op", "histogram",
+                                          "--range", "1"], 2, ("--range",)),
+    ("unknown option", lambda w: ["submit", "--colour"], 2, ("No such option: --colour",)),
+    ("missing argument", lambda w: ["reduce", w.zin], 2, ("Missing argument", "out")),
 ]
 
 
