@@ -469,12 +469,14 @@ def test_undecodable_file_of_a_glob(cli: Any, tmp_path: Path) -> None:
 # -- run files hpcscale reads back: damaged ones never give a traceback --------------------------
 
 
+@pytest.mark.parametrize("data", [b"\xff\xfe\x00 not UTF-8 {", b"[1, 2]"],
+                         ids=["not-utf8", "not-an-object"])
 @pytest.mark.parametrize("name", ["state.json", "summary.json", "timeline.jsonl", "plan.json"])
 @pytest.mark.parametrize("command", ["status", "report", "runs"])
 def test_damaged_run_file_is_tolerated(cli: Any, tmp_path: Path, user_sites: Path,
-                                       name: str, command: str) -> None:
+                                       name: str, command: str, data: bytes) -> None:
     w = World(tmp_path / "w", user_sites)
-    run_id = _run_with(w, name, b"\xff\xfe\x00 not UTF-8 {")
+    run_id = _run_with(w, name, data)
     r = cli(command, run_id) if command != "runs" else cli(command)
     assert "Traceback" not in r.out + r.err, r
     assert r.code in (0, 1, 2), r

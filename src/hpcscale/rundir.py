@@ -101,10 +101,10 @@ class RunDir:
 
     def state(self) -> dict[str, Any]:
         try:
-            data: dict[str, Any] = json.loads((self.path / "state.json").read_text("utf-8"))
-        except (OSError, ValueError):
+            data = json.loads((self.path / "state.json").read_text("utf-8"))
+        except (OSError, ValueError):  # missing, not UTF-8, not JSON: an unknown state
             return {}
-        return data
+        return data if isinstance(data, dict) else {}
 
     def update(self, **changes: Any) -> None:
         state = self.state()
