@@ -179,8 +179,13 @@ def _glob_covers(out: Path, pattern: str) -> str | None:
     base = Path(os.path.realpath(Path(*parts[:fixed])))
     if _matches(out, base, parts[fixed:]):
         return "would be matched by the input"
+    # A glob may match 100,000 files: resolve each folder once, not each file.
+    folders: dict[str, Path] = {}
     for name in glob.glob(pattern):
-        reason = _covers(out, Path(os.path.realpath(name)))
+        head, tail = os.path.split(name)
+        if head not in folders:
+            folders[head] = Path(os.path.realpath(head or "."))
+        reason = _covers(out, folders[head] / tail)
         if reason:
             return reason
     return None
