@@ -87,15 +87,19 @@ class Plan:
 
 def plan(
     profile: SiteProfile, workload: Workload, jobs: int | str, limits: Limits | None = None,
+    *, walltime: int | None = None,
 ) -> Plan:
     """Choose jobs and walltime for ``workload`` on ``profile`` within the live ``limits``.
 
-    ``jobs`` is a number or "auto". Every decision is recorded with the limit
+    ``jobs`` is a number or "auto". ``walltime`` (seconds; the job spec's
+    ``[run] walltime``) caps the site's walltime for this run: one over the
+    site's is clamped to it; the walltime used must fit the partition's
+    MaxTime or the plan is refused. Every decision is recorded with the limit
     that bound it; ``SizingError`` for what can never run.
     """
     decisions: list[str] = []
     if profile.kind == "local":
-        return _plan_local(profile, workload, jobs)
+        return _plan_local(profile, workload, jobs, walltime)
     s = profile.slurm
     assert s is not None  # a validated slurm profile has its table
     if jobs == "auto":
@@ -110,9 +114,18 @@ def plan(
             raise SizingError(f"--jobs {jobs}: must be at least 1 or 'auto'")
         decisions.append(f"{wanted} job(s): as asked")
     caps = [(s.max_jobs, f"max_jobs of site {profile.name}")]
-    walltime = s.walltime
+    asked, walltime = walltime, s.walltime
+    if asked is not None and asked <= s.walltime:
+        walltime = asked
+        decisions.append(f"walltime {units.format_walltime(asked)} from the job spec's [run] "
+                         f"walltime (site {profile.name}: {units.format_walltime(s.walltime)})")
+    elif asked is not None:
+        decisions.append(
+            f"the job spec's [run] walltime {units.format_walltime(asked)} is over site "
+            f"{profile.name}'s walltime {units.format_walltime(s.walltime)}: clamped to it "
+            "(workers are replaced before it; raise the site's walltime for longer jobs)")
     if limits is not None:
-        _refuse_impossible(profile, limits)
+        _refuse_impossible(profile, limits, walltime, from_spec=walltime == asked)
         caps.append((limits.nodes, f"the {limits.nodes} node(s) of partition {limits.partition}"))
         if limits.max_jobs is not None:
             caps.append((limits.max_jobs, "your association's MaxJobs"))
@@ -138,13 +151,15 @@ def plan(
     return result
 
 
-def _refuse_impossible(profile: SiteProfile, limits: Limits) -> None:
+def _refuse_impossible(profile: SiteProfile, limits: Limits, walltime: int,
+                       from_spec: bool = False) -> None:
     s = profile.slurm
     assert s is not None
     where = f"partition {limits.partition}"
-    if limits.max_time is not None and s.walltime > limits.max_time:
+    if limits.max_time is not None and walltime > limits.max_time:
+        whose = " (the job spec's [run] walltime)" if from_spec else ""
         raise SizingError(
-            f"site {profile.name}: walltime {units.format_walltime(s.walltime)} is over "
+            f"site {profile.name}: walltime {units.format_walltime(walltime)}{whose} is over "
             f"{where}'s MaxTime {units.format_walltime(limits.max_time)}; lower walltime "
             "(long runs still finish: workers are replaced before their walltime)"
         )
@@ -158,14 +173,19 @@ def _refuse_impossible(profile: SiteProfile, limits: Limits) -> None:
         )
 
 
-def _plan_local(profile: SiteProfile, workload: Workload, jobs: int | str) -> Plan:
+def _plan_local(profile: SiteProfile, workload: Workload, jobs: int | str,
+                walltime: int | None = None) -> Plan:
     from hpcscale.cluster import local_kwargs
 
     kw = local_kwargs(profile, None if jobs == "auto" else int(jobs))
     mem = kw.get("memory_limit") or _local_memory() // kw["n_workers"]
     why = ("one per core of this machine" if jobs == "auto" else "as asked")
+    decisions = [f"{kw['n_workers']} local worker(s): {why}"]
+    if walltime is not None:
+        decisions.append(f"the job spec's [run] walltime {units.format_walltime(walltime)} "
+                         f"applies to SLURM jobs only; site {profile.name} is local: no limit")
     result = Plan(profile.name, "local", kw["n_workers"], 1, kw["threads_per_worker"],
-                  int(mem), None, workload, (f"{kw['n_workers']} local worker(s): {why}",))
+                  int(mem), None, workload, tuple(decisions))
     result.validate()
     return result
 

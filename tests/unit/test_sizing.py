@@ -112,3 +112,86 @@ def test_chunk_larger_than_a_worker_is_refused(user_sites: Path) -> None:
 def test_jobs_below_one_refused(user_sites: Path) -> None:
     with pytest.raises(SizingError, match="--jobs 0"):
         sizing.plan(_profile(user_sites), _work(4), 0, LIMITS)
+
+
+# -- the job spec's [run] walltime caps the workers' walltime ------------------------------------
+
+
+def test_spec_walltime_below_the_sites_is_used(user_sites: Path) -> None:
+    plan = sizing.plan(_profile(user_sites), _work(4), "auto", LIMITS, walltime=1800)
+    assert plan.walltime == 1800
+    assert "walltime        00:30:00" in plan.lines()
+    assert any("walltime 00:30:00 from the job spec's [run] walltime" in d
+               for d in plan.decisions), plan.decisions
+
+
+def test_spec_walltime_over_the_sites_is_clamped(user_sites: Path) -> None:
+    plan = sizing.plan(_profile(user_sites), _work(4), "auto", LIMITS, walltime=3 * 3600)
+    assert plan.walltime == 3600
+    assert any("the job spec's [run] walltime 03:00:00 is over site s's walltime 01:00:00"
+               in d and "clamped" in d for d in plan.decisions), plan.decisions
+
+
+def test_spec_walltime_brings_a_long_site_under_maxtime(user_sites: Path) -> None:
+    # The site's 05:00:00 is over MaxTime 04:00:00; this run asks for 02:00:00 only.
+    plan = sizing.plan(_profile(user_sites, walltime="05:00:00"), _work(4), "auto", LIMITS,
+                       walltime=7200)
+    assert plan.walltime == 7200
+
+
+def test_spec_walltime_over_maxtime_is_refused(user_sites: Path) -> None:
+    with pytest.raises(SizingError, match=r"walltime 06:00:00 \(the job spec's \[run\] "
+                                          r"walltime\) is over partition p's MaxTime 04:00:00"):
+        sizing.plan(_profile(user_sites, walltime="08:00:00"), _work(4), "auto", LIMITS,
+                    walltime=6 * 3600)
+
+
+def test_spec_walltime_then_association_maxwall(user_sites: Path) -> None:
+    lim = Limits("p", None, 10, 16, 64 * GiB, max_wall=1200)
+    plan = sizing.plan(_profile(user_sites), _work(4), "auto", lim, walltime=1800)
+    assert plan.walltime == 1200
+
+
+def test_spec_walltime_on_a_local_site_is_said_not_to_apply() -> None:
+    local = profiles.load("local").profile
+    plan = sizing.plan(local, _work(4), "auto", None, walltime=1800)
+    assert plan.walltime is None
+    assert any("walltime" in d and "local" in d for d in plan.decisions), plan.decisions
+
+
+def test_spec_walltime_reaches_the_worker_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                               ) -> None:
+    """prepare -> plan -> execute -> cluster.start(walltime=...) -> sbatch --time."""
+    import zarr
+
+    from hpcscale import cluster, run, slurm
+    from hpcscale.config import jobspec
+
+    monkeypatch.setattr(slurm, "available", lambda: False)
+    zarr.create_array(tmp_path / "in.zarr", shape=(4, 4), chunks=(2, 4), dtype="f4")
+    spec = jobspec.parse({"input": {"path": str(tmp_path / "in.zarr")},
+                          "steps": [{"reduce": "mean", "axis": [0]}],
+                          "output": {"path": str(tmp_path / "o.zarr")},
+                          "run": {"walltime": "00:20:00"}}, "job.toml")
+    assert spec.run.walltime_seconds == 1200
+    prep = run.prepare(spec, "testbed")
+    assert prep.plan.walltime == 1200
+    assert "walltime        00:20:00" in prep.plan.lines()
+    seen: dict[str, object] = {}
+
+    class Started(Exception):
+        pass
+
+    def fake_start(profile: object, **kw: object) -> object:
+        seen.update(kw)
+        raise Started
+
+    monkeypatch.setattr(cluster, "start", fake_start)
+    with pytest.raises(Started):
+        run.execute(prep)
+    assert seen["walltime"] == 1200
+    assert prep.profile.slurm is not None
+    kwargs = cluster.slurm_job_kwargs(prep.profile.slurm, walltime=seen["walltime"])  # type: ignore[arg-type]
+    assert kwargs["walltime"] == "00:20:00"
+    script = cluster.job_script(prep.profile, walltime=1200)
+    assert "#SBATCH -t 00:20:00" in script

@@ -9,7 +9,7 @@ traceback instead.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -68,10 +68,38 @@ preview_command.register(app)
 doctor.register(app)
 
 
+# Typer vendors its own click; reach its exception classes through public names.
+_UsageError: type[Exception] = typer.BadParameter.__mro__[1]
+_ClickException: type[Exception] = typer.BadParameter.__mro__[2]
+
+
+def _usage_line(err: Any) -> str:
+    """Click's usage error as one line that says where help is."""
+    where = err.ctx.command_path if err.ctx is not None else "hpcscale"
+    message = " ".join(err.format_message().split()).replace("Value error, ", "")
+    return f"{message} (see: {where} --help)"
+
+
 def main() -> None:
     """Console-script entry point."""
+    # standalone_mode=False: click's usage errors come here as exceptions, so
+    # that a bad option value is one line like every other error, not a block.
     try:
-        app()
+        code = app(standalone_mode=False)
+    except _UsageError as err:
+        if type(err).__name__ == "NoArgsIsHelpError":
+            err.show()  # type: ignore[attr-defined]  # the help, as `hpcscale` alone asks
+        elif render.OPTIONS.debug:
+            raise
+        else:
+            render.error(_usage_line(err))
+        sys.exit(err.exit_code)  # type: ignore[attr-defined]
+    except _ClickException as err:
+        render.error(" ".join(err.format_message().split()))  # type: ignore[attr-defined]
+        sys.exit(err.exit_code)  # type: ignore[attr-defined]
+    except typer.Abort:
+        render.error("aborted")
+        sys.exit(1)
     except HpcscaleError as err:
         if render.OPTIONS.debug:
             raise
@@ -80,3 +108,5 @@ def main() -> None:
     except KeyboardInterrupt:
         render.error("interrupted; the run's jobs were cancelled")
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)

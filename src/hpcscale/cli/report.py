@@ -38,6 +38,8 @@ def report(
     browser; --png writes its summary figure too.
     Example: hpcscale report last --open
     """
+    if png is not None:  # before the report is (re)built: a refused command writes nothing
+        library.check_png(library.find_run(run_id).path, png, overwrite=overwrite)
     rd, path = library.ensure_report(run_id)
     data: dict[str, str] = {"run": rd.run_id, "report": str(path)}
     if png is not None:

@@ -109,16 +109,19 @@ def slurm_job_kwargs(
 
 
 def job_script(
-    profile: SiteProfile, *, job_name: str = "hpcscale", log_directory: str | None = None
+    profile: SiteProfile, *, job_name: str = "hpcscale", log_directory: str | None = None,
+    walltime: int | None = None,
 ) -> str:
     """The exact sbatch script each worker job is submitted with.
 
     Rendered by dask-jobqueue itself (``job_script()``); the scheduler address
     is a placeholder until a run starts one. Nothing is submitted or started.
+    ``walltime`` (seconds) replaces the profile's, as a run's plan does.
     """
     if profile.slurm is None:
         raise ValueError(f"profile {profile.name} is not a SLURM profile")
-    kwargs = slurm_job_kwargs(profile.slurm, job_name=job_name, log_directory=log_directory)
+    kwargs = slurm_job_kwargs(profile.slurm, job_name=job_name, log_directory=log_directory,
+                              walltime=walltime)
     # Job() creates log_directory; rendering must not touch the filesystem,
     # so the two lines it would add are added here instead.
     log_dir = kwargs.pop("log_directory")

@@ -20,15 +20,16 @@ Steps are parsed by :mod:`hpcscale.ops`; this module owns the rest.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hpcscale import units
+from hpcscale._fs import read_toml
 from hpcscale._validation import explain, problems
 from hpcscale.errors import JobSpecError
 from hpcscale.ops import Step, parse_step
@@ -55,8 +56,22 @@ class OutputSpec(BaseModel):
 class RunSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     site: str | None = None
-    jobs: int | Literal["auto"] = Field("auto")
-    walltime: str | None = None
+    jobs: Annotated[int, Field(ge=1)] | Literal["auto"] = Field("auto")
+    # Caps the workers' walltime for this run (kept as written, so that
+    # to_toml gives it back unchanged; a bare integer is minutes, as in SLURM).
+    walltime: str | int | None = None
+
+    @field_validator("walltime", mode="before")
+    @classmethod
+    def _walltime(cls, value: Any) -> Any:
+        if value is not None:
+            units.parse_walltime(value)  # ValueError names the forms allowed
+        return value
+
+    @property
+    def walltime_seconds(self) -> int | None:
+        """The walltime in seconds, or None when the spec leaves it to the site."""
+        return None if self.walltime is None else units.parse_walltime(self.walltime)
 
 
 class _SpecModel(BaseModel):
@@ -123,16 +138,7 @@ def _valid_keys(loc: Sequence[Any]) -> list[str]:
 def load(path: str | Path) -> JobSpec:
     """Read and validate a job spec file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise JobSpecError(f"job spec {p}: no such file") from err
-    except OSError as err:
-        raise JobSpecError(f"job spec {p}: cannot read it ({err.strerror})") from err
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise JobSpecError(f"job spec {p}: TOML syntax error: {err}") from err
+    data = read_toml(p, JobSpecError, "job spec")
     return parse(data, str(p))
 
 

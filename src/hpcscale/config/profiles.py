@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from pydantic import (
 )
 
 from hpcscale import units
+from hpcscale._fs import read_toml
 from hpcscale._validation import Problem, explain, problems
 from hpcscale.errors import ProfileError
 
@@ -247,15 +247,7 @@ def writable_by_others(path: Path) -> str | None:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ProfileError(f"profile {path}: cannot read it ({err.strerror})") from err
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        # tomllib's message ends with "(at line L, column C)"
-        raise ProfileError(f"profile {path}: TOML syntax error: {err}") from err
+    return read_toml(path, ProfileError, "profile")
 
 
 def _check_keys(data: Mapping[str, Any], path: Path) -> None:

@@ -18,6 +18,7 @@ import tifffile
 
 from hpcscale.io._source import (
     ChunkSpec,
+    ReadGuard,
     Source,
     chunk_bytes_limit,
     default_dims,
@@ -54,7 +55,8 @@ class _Reader:
 
     def as_dask(self, spec: ChunkSpec) -> da.Array:
         meta = np.empty((0,) * self.ndim, dtype=self.dtype)
-        data = da.from_array(self, chunks=spec, meta=meta, fancy=False)  # type: ignore[no-untyped-call]
+        data = da.from_array(  # type: ignore[no-untyped-call]
+            self, chunks=spec, meta=meta, fancy=False, getitem=ReadGuard(self.label, fancy=False))
         return cast(da.Array, data)
 
 
@@ -96,13 +98,16 @@ class _TiffStackReader(_Reader):
             return np.stack(planes)
         return np.empty((0, *self.shape[1:]), self.dtype)[(slice(None), *rest)]
 
-    def _read(self, i: int) -> np.ndarray[Any, Any]:
-        name = self.files[i]
+    def _load(self, name: str) -> np.ndarray[Any, Any]:
         try:
             with tifffile.TiffFile(name) as tf:
-                plane = tf.series[0].asarray()
+                return cast(np.ndarray[Any, Any], tf.series[0].asarray())
         except _TIFF_ERRORS as exc:
             raise input_error(self.label, f"cannot read {name} as TIFF: {exc}") from exc
+
+    def _read(self, i: int) -> np.ndarray[Any, Any]:
+        name = self.files[i]
+        plane = self._load(name)
         if plane.shape != self.shape[1:] or plane.dtype != self.dtype:
             raise input_error(
                 self.label,
@@ -113,6 +118,23 @@ class _TiffStackReader(_Reader):
 
     def __dask_tokenize__(self) -> object:
         return ("hpcscale-tiffs", self.label, self.files, os.stat(self.files[0]).st_mtime_ns)
+
+
+class _ImageStackReader(_TiffStackReader):
+    """One image file (PNG, JPEG... read by pims, as dask-image does) per plane."""
+
+    def _load(self, name: str) -> np.ndarray[Any, Any]:
+        import pims
+
+        try:
+            with pims.open(name) as frames:
+                return np.asarray(frames[0])
+        # pims raises a different exception type per format plugin.
+        except Exception as exc:
+            raise input_error(self.label, f"cannot read {name} as an image: {exc}") from exc
+
+    def __dask_tokenize__(self) -> object:
+        return ("hpcscale-images", self.label, self.files, os.stat(self.files[0]).st_mtime_ns)
 
 
 def open_npy_source(path: str) -> Source:
@@ -184,7 +206,7 @@ def open_images_source(pattern: str) -> Source:
         raise input_error(pattern, "pattern matches no files")
     if all(f.lower().endswith(_TIFF_SUFFIXES) for f in files):
         return _tiff_stack(pattern, files)
-    return _other_images(pattern)
+    return _other_images(pattern, files)
 
 
 def _tiff_stack(pattern: str, files: list[str]) -> Source:
@@ -220,7 +242,7 @@ def _tiff_stack(pattern: str, files: list[str]) -> Source:
     )
 
 
-def _other_images(pattern: str) -> Source:
+def _other_images(pattern: str, files: list[str]) -> Source:
     import dask_image.imread
 
     try:
@@ -230,6 +252,13 @@ def _other_images(pattern: str) -> Source:
         raise input_error(pattern, f"cannot read the images: {exc}") from exc
     plane_dims = ("y", "x", "c")[: native.ndim - 1] if native.ndim <= 4 else None
     dims = ("plane", *plane_dims) if plane_dims else default_dims(native.ndim)
+
+    if native.shape[0] == len(files):
+        # One plane per file, read (and checked) by hpcscale, so that a file that
+        # cannot be decoded is named in the error.
+        reader = _ImageStackReader(pattern, files, tuple(native.shape), native.dtype)
+        return Source(kind="images", shape=tuple(native.shape), dtype=native.dtype, dims=dims,
+                      native_chunks=tuple(native.chunksize), make=reader.as_dask)
 
     def make(spec: ChunkSpec) -> da.Array:
         return native if spec == native.chunksize else cast(da.Array, native.rechunk(spec))

@@ -6,7 +6,7 @@ from typing import Any
 
 import xarray as xr
 
-from hpcscale.io._source import Source, first_chunks, input_error, xarray_source
+from hpcscale.io._source import ReadGuard, Source, first_chunks, input_error, xarray_source
 
 _READ_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError)
 
@@ -41,7 +41,8 @@ def open_netcdf_source(path: str, var: str | None, engine: str) -> Source:
         listed = ", ".join(available) or "none"
         raise input_error(path, f"no variable {var!r}; available: {listed}")
     variable = ds[name]
-    return xarray_source("netcdf", variable, _chunks(variable), var or name)
+    return xarray_source("netcdf", variable, _chunks(variable), var or name,
+                         guard=ReadGuard(path))
 
 
 def _chunks(variable: xr.DataArray) -> tuple[int, ...]:

@@ -9,6 +9,8 @@ them. Anything else is read with zarr directly, values as stored.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,7 +22,14 @@ import zarr.errors
 from xarray.backends import ZarrStore
 from zarr.storage import LocalStore
 
-from hpcscale.io._source import ChunkSpec, Source, default_dims, input_error, xarray_source
+from hpcscale.io._source import (
+    ChunkSpec,
+    ReadGuard,
+    Source,
+    default_dims,
+    input_error,
+    xarray_source,
+)
 
 # Listing every array of a huge hierarchy in an error message helps nobody.
 _MAX_LISTED = 20
@@ -149,7 +158,8 @@ def _xarray_source(
         variable = ds[name]
     except _READ_ERRORS as exc:
         raise input_error(path, f"cannot read array {label} with xarray: {exc}") from exc
-    return xarray_source("zarr", variable, native_chunks(arr), label)
+    return xarray_source("zarr", variable, native_chunks(arr), label,
+                         guard=ZarrGuard(path, arr.path))
 
 
 def _raw_source(
@@ -167,7 +177,8 @@ def _raw_source(
     attrs = {k: v for k, v in arr.attrs.asdict().items() if k != "_ARRAY_DIMENSIONS"}
 
     def make(spec: ChunkSpec) -> da.Array:
-        return cast(da.Array, da.from_zarr(arr, chunks=spec))  # type: ignore[no-untyped-call]
+        data = da.from_array(arr, chunks=spec, getitem=ZarrGuard(path, arr.path))  # type: ignore[no-untyped-call]
+        return cast(da.Array, data)
 
     return Source(
         kind="zarr",
@@ -180,3 +191,34 @@ def _raw_source(
         attrs=attrs,
         var=label,
     )
+
+
+class ZarrGuard(ReadGuard):
+    """Names the stored chunk (or shard) of a block that cannot be read: its key in the store."""
+
+    def __init__(self, path: str, array: str) -> None:
+        super().__init__(path)
+        self.array = array
+
+    def where(self, key: Any) -> str:
+        # Only after a failure: read the block's chunks one by one to find the bad one.
+        with contextlib.suppress(Exception):  # else the block's ranges say where
+            arr = zarr.open_array(LocalStore(self.path, read_only=True), path=self.array,
+                                  mode="r")
+            grid = tuple(arr.shards or arr.chunks)
+            spans = []
+            for k, g, n in zip(key, grid, arr.shape, strict=False):
+                start, stop, _ = k.indices(n) if isinstance(k, slice) else (k, k + 1, 1)
+                spans.append(range(start // g, max(stop - 1, start) // g + 1))
+            for index in itertools.product(*spans):
+                region = tuple(slice(i * g, min((i + 1) * g, n))
+                               for i, g, n in zip(index, grid, arr.shape, strict=True))
+                try:
+                    arr[region]
+                except Exception:
+                    name = arr.metadata.encode_chunk_key(index)
+                    return f"chunk {self.array}/{name}" if self.array else f"chunk {name}"
+        return super().where(key)
+
+    def __dask_tokenize__(self) -> object:
+        return (type(self).__name__, self.path, self.array)

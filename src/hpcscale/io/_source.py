@@ -9,6 +9,7 @@ from typing import Any, cast
 import dask.array as da
 import dask.config
 import numpy as np
+from dask.array.core import getter, getter_nofancy
 from dask.utils import parse_bytes
 
 from hpcscale.errors import InputError
@@ -35,6 +36,40 @@ class Source:
 def input_error(path: str, message: str) -> InputError:
     """``InputError`` reading ``input PATH: MESSAGE``, squeezed onto one line."""
     return InputError(f"input {path}: {one_line(message)}")
+
+
+class ReadGuard:
+    """A dask getter that turns a failed read of one block into a one-line ``InputError``.
+
+    A truncated chunk or a file that cannot be decoded fails in a worker with
+    the codec's words only ("Zstd decompression error"); this names the input
+    and, through :meth:`where`, the part of it that failed. Pass it as
+    ``getitem`` to ``da.from_array``; ``fancy`` as ``from_array``'s own.
+    """
+
+    def __init__(self, path: str, fancy: bool = True) -> None:
+        self.path = path
+        self.fancy = fancy
+
+    def __call__(self, a: Any, b: Any, asarray: bool = True, lock: Any = None) -> Any:
+        inner = getter if self.fancy else getter_nofancy
+        try:
+            return inner(a, b, asarray=asarray, lock=lock)  # type: ignore[no-untyped-call]
+        except (InputError, MemoryError):
+            raise
+        except Exception as exc:
+            raise input_error(self.path, f"{self.where(b)} cannot be read "
+                                         f"({type(exc).__name__}: {exc})") from exc
+
+    def where(self, key: Any) -> str:
+        """What failed to read, in the user's words: here the block's index ranges."""
+        parts = key if isinstance(key, tuple) else (key,)
+        shown = ", ".join(f"{k.start}:{k.stop}" if isinstance(k, slice) else str(k)
+                          for k in parts)
+        return f"the block [{shown}]"
+
+    def __dask_tokenize__(self) -> object:
+        return (type(self).__name__, self.path, self.fancy)
 
 
 def one_line(text: object) -> str:
@@ -81,10 +116,11 @@ def first_chunks(
 
 
 def xarray_source(
-    kind: str, variable: Any, native_chunks: tuple[int, ...], var: str | None
+    kind: str, variable: Any, native_chunks: tuple[int, ...], var: str | None,
+    guard: ReadGuard | None = None,
 ) -> Source:
     """A Source for one xarray variable: its dims, 1-D coordinates of its own dims,
-    attributes, and dask chunks made on demand."""
+    attributes, and dask chunks made on demand, each read through ``guard``."""
     dims = tuple(str(d) for d in variable.dims)
     coords = {
         d: np.asarray(variable.coords[d].values)
@@ -93,7 +129,8 @@ def xarray_source(
     }
 
     def make(spec: ChunkSpec) -> da.Array:
-        return cast(da.Array, variable.chunk(dict(zip(dims, spec, strict=True))).data)
+        extra = {"from_array_kwargs": {"getitem": guard}} if guard is not None else {}
+        return cast(da.Array, variable.chunk(dict(zip(dims, spec, strict=True)), **extra).data)
 
     return Source(
         kind=kind,

@@ -40,7 +40,8 @@ class Manifest:
     def done(self) -> set[Index]:
         """The recorded blocks; a torn last line (killed mid-append) is ignored."""
         try:
-            text = self.path.read_text()
+            # a torn or damaged byte must not stop a resume: its line is skipped
+            text = self.path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return set()
         found: set[Index] = set()

@@ -16,11 +16,13 @@ Zarr's own mode "w" deletes whatever the directory holds.
 from __future__ import annotations
 
 import errno
+import fnmatch
+import glob
 import json
 import os
 import socket
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -40,13 +42,14 @@ from zarr.storage import LocalStore
 
 from hpcscale import __version__
 from hpcscale._fs import pid_alive
-from hpcscale.errors import OutputError, RunError
+from hpcscale.errors import HpcscaleError, OutputError, RunError
 from hpcscale.io._source import one_line
 from hpcscale.io.manifest import MANIFEST, Manifest, remove_partials
 
 __all__ = [
     "DISK_FULL",
     "PendingWrite",
+    "check_not_input",
     "check_output",
     "default_codec",
     "is_complete",
@@ -133,19 +136,90 @@ def _bytes(n: int) -> str:
     return format_bytes(n)
 
 
+def check_not_input(
+    path: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
+    error: type[HpcscaleError] = OutputError, what: str = "output",
+) -> None:
+    """Refuse, with one line, an output that is an input, lies inside one or holds one.
+
+    Inputs are read-only: whatever a command writes (a Zarr store, a script, a
+    PNG, a summary) must not land in one. Paths are compared after resolving
+    symlinks and ``..``, so a link or a detour does not hide the input. An
+    input that is a glob (``dir/*.tif``) covers the files it matches and any
+    path it would match (a later run would read it as one of its images);
+    other paths in the glob's folder, such as ``dir/mean.zarr``, are allowed.
+    ``error`` and ``what`` word the message (``what`` names the option).
+    """
+    text = os.path.expanduser(os.fspath(path))
+    out = Path(os.path.realpath(text))
+    for given in inputs:
+        inp = os.path.expanduser(os.fspath(given))
+        if not os.path.lexists(inp) and glob.has_magic(inp):
+            reason = _glob_covers(out, inp)
+        else:
+            reason = _covers(out, Path(os.path.realpath(inp)))
+        if reason:
+            raise error(f"{what} {text}: {reason} {inp}; inputs are read-only: "
+                        "choose a path outside it")
+
+
+def _covers(out: Path, inp: Path) -> str | None:
+    if out == inp:
+        return "is the input"
+    if out.is_relative_to(inp):
+        return "is inside the input"
+    if inp.is_relative_to(out):
+        return "holds the input"
+    return None
+
+
+def _glob_covers(out: Path, pattern: str) -> str | None:
+    # The glob's folder part, up to its first wildcard, resolved like the output.
+    parts = Path(os.path.abspath(pattern)).parts
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    base = Path(os.path.realpath(Path(*parts[:fixed])))
+    if _matches(out, base, parts[fixed:]):
+        return "would be matched by the input"
+    # A glob may match 100,000 files: resolve each folder once, not each file.
+    folders: dict[str, Path] = {}
+    for name in glob.glob(pattern):
+        head, tail = os.path.split(name)
+        if head not in folders:
+            folders[head] = Path(os.path.realpath(head or "."))
+        reason = _covers(out, folders[head] / tail)
+        if reason:
+            return reason
+    return None
+
+
+def _matches(out: Path, base: Path, pattern: tuple[str, ...]) -> bool:
+    """Whether ``glob`` would match ``out`` with ``base/pattern`` (as glob: one name per
+    part, and a leading dot only matched by a pattern that has one)."""
+    if not out.is_relative_to(base):
+        return False
+    names = out.relative_to(base).parts
+    return len(names) == len(pattern) and all(
+        fnmatch.fnmatchcase(n, p) and (p.startswith(".") or not n.startswith("."))
+        for n, p in zip(names, pattern, strict=True))
+
+
 def check_output(
-    path: str | os.PathLike[str], *, overwrite: bool, job: str | None = None
+    path: str | os.PathLike[str], *, overwrite: bool, job: str | None = None,
+    inputs: Sequence[str | os.PathLike[str]] = (),
 ) -> Literal["new", "replace", "resume"]:
     """Refuse, with a one-line ``OutputError``, an output path that must not be written.
 
-    Call before submitting anything. Allowed: a path that does not exist in a
-    writable directory, an empty directory ("new"); with ``overwrite=True``, a
-    Zarr store written by hpcscale (found by its marker) holding nothing else
-    ("replace"); without it, such a store left unfinished by the same ``job``
-    (its fingerprint) and no longer being written ("resume"). Anything else
+    Call before submitting anything. Never allowed: an output that is one of
+    ``inputs``, inside one or holding one (:func:`check_not_input`). Allowed:
+    a path that does not exist in a writable directory, an empty directory
+    ("new"); with ``overwrite=True``, a Zarr store written by hpcscale (found
+    by its marker) holding nothing else ("replace"); without it, such a store
+    left unfinished by the same ``job`` (its fingerprint) and no longer being
+    written ("resume"). Anything else
     that exists is never replaced, whatever ``overwrite`` says.
     """
     text = os.path.expanduser(os.fspath(path))
+    check_not_input(text, inputs)
     p = Path(text)
     parent = p.absolute().parent
     if not parent.is_dir():
@@ -277,6 +351,7 @@ def write_zarr(
     shards: tuple[int, ...] | None = ...,
     job: str | None = ...,
     run: str | None = ...,
+    inputs: Sequence[str] = ...,
     compute: Literal[True] = ...,
 ) -> None: ...
 
@@ -296,6 +371,7 @@ def write_zarr(
     shards: tuple[int, ...] | None = ...,
     job: str | None = ...,
     run: str | None = ...,
+    inputs: Sequence[str] = ...,
     compute: Literal[False],
 ) -> PendingWrite: ...
 
@@ -314,6 +390,7 @@ def write_zarr(
     shards: tuple[int, ...] | None = None,
     job: str | None = None,
     run: str | None = None,
+    inputs: Sequence[str] = (),
     compute: bool = True,
 ) -> PendingWrite | None:
     """Write ``data`` as array ``name`` of a new Zarr group at ``path``, or resume it.
@@ -328,12 +405,13 @@ def write_zarr(
     ``job`` is the fingerprint of what produces ``data``: an unfinished store
     with the same fingerprint is resumed (its recorded blocks are skipped, its
     stray ``.partial`` files removed) instead of refused. ``run`` names the run
-    writing it, in the marker.
+    writing it, in the marker. ``inputs`` are the paths ``data`` is read from:
+    an output that is, is inside or holds one of them is refused.
     With ``compute=False`` returns a ``PendingWrite`` to compute and finalize;
     otherwise computes with the current dask scheduler and finalizes.
     """
     text = os.path.expanduser(os.fspath(path))
-    mode = check_output(text, overwrite=overwrite, job=job)
+    mode = check_output(text, overwrite=overwrite, job=job, inputs=inputs)
     if zarr_format not in (2, 3):
         raise OutputError(f"output {text}: zarr_format {zarr_format!r}; expected 2 or 3")
     fmt: Literal[2, 3] = 2 if zarr_format == 2 else 3

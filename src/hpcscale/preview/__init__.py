@@ -17,6 +17,7 @@ from typing import Any
 
 from hpcscale.errors import InputError, OutputError, UsageError
 from hpcscale.io.inputs import InputArray, open_input
+from hpcscale.io.output import check_not_input
 from hpcscale.preview.select import (
     MAX_PIXELS,
     Plane,
@@ -95,6 +96,7 @@ def preview(path: str, *, var: str | None = None, slices: Sequence[str] = (),
         raise UsageError(
             f"--compare: {_shows(a)} but {_shows(b)} after the selection; "
             "choose --slice/--max so that both give the same shape")
+    check_not_input(target, [path, *([compare] if compare is not None else [])])
     _check_output(target, overwrite)
     planes = tuple(p.read() for p in plans)
     from hpcscale.preview.draw import draw  # matplotlib: imported only to draw

@@ -16,17 +16,20 @@ imports matplotlib; imported only where a figure is drawn).
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpcscale.errors import OutputError
+from hpcscale.io.output import check_not_input
 from hpcscale.report.html import ensure_report, write_report
 from hpcscale.report.record import Planned, RunRecord, find_run, load
+from hpcscale.rundir import RunDir
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["Planned", "RunRecord", "ensure_report", "find_run", "load",
+__all__ = ["Planned", "RunRecord", "check_png", "ensure_report", "find_run", "load",
            "report_figure", "write_png", "write_report"]
 
 
@@ -37,14 +40,26 @@ def report_figure(run_dir: Path) -> Figure:
     return figure.draw(load(run_dir))
 
 
-def write_png(run_dir: Path, target: Path, *, overwrite: bool = False) -> Path:
-    """Write the report's summary figure of a run to ``target`` (a new PNG unless ``overwrite``)."""
+def check_png(run_dir: Path, target: Path, *, overwrite: bool = False) -> None:
+    """Refuse, in one line, a ``--png`` path that must not be written: a directory, an
+    existing file (unless ``overwrite``), a missing folder, or a path in the run's input."""
+    try:
+        recorded = tomllib.loads(RunDir(run_dir.name, run_dir).jobspec.read_text("utf-8"))
+        inputs = [str(recorded["input"]["path"])]
+    except (OSError, ValueError, KeyError, TypeError):
+        inputs = []  # a run without a readable spec: nothing to protect here
+    check_not_input(target, inputs, OutputError, "output")
     if target.is_dir():
         raise OutputError(f"output {target} is a directory; name a .png file")
     if target.exists() and not overwrite:
         raise OutputError(f"output {target} exists; pass --overwrite to replace it")
     if not target.parent.is_dir():
         raise OutputError(f"output {target}: directory {target.parent} does not exist")
+
+
+def write_png(run_dir: Path, target: Path, *, overwrite: bool = False) -> Path:
+    """Write the report's summary figure of a run to ``target`` (a new PNG unless ``overwrite``)."""
+    check_png(run_dir, target, overwrite=overwrite)
     from hpcscale.report import figure
 
     data = figure.png(report_figure(run_dir))

@@ -117,10 +117,12 @@ def prepare(
     result, out_info = build_graph(source.data, info, spec.steps)
     replace = spec.output.overwrite if overwrite is None else overwrite
     job = fingerprint(spec, source)
-    mode = output.check_output(spec.output.path, overwrite=replace, job=job)
+    mode = output.check_output(spec.output.path, overwrite=replace, job=job,
+                               inputs=[spec.input.path])
     workload = _workload(spec, info, out_info)
     requested = jobs if jobs is not None else spec.run.jobs
-    plan = sizing.plan(resolved.profile, workload, requested, _limits(resolved.profile))
+    plan = sizing.plan(resolved.profile, workload, requested, _limits(resolved.profile),
+                       walltime=spec.run.walltime_seconds)
     notes = _space_warning(spec.output.path, workload.bytes_out)
     if mode == "resume":
         notes += (f"resume: {spec.output.path} is an unfinished result of this same job; "
@@ -240,6 +242,7 @@ def execute(
         walltime = prep.plan.walltime or 0
         with _signals_raise(), cluster.start(
             prep.profile, jobs=prep.plan.jobs, job_name=job_name, run_dir=rundir,
+            walltime=walltime or None,
             worker_extra_args=watch.worker_args(walltime) if walltime else None,
         ) as (clus, client):
             watcher = (watch.JobWatcher(clus, walltime, reporter.info, job_name=job_name)

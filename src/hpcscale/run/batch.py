@@ -41,6 +41,7 @@ from hpcscale.errors import (
     SubmissionError,
     UsageError,
 )
+from hpcscale.io.output import check_not_input
 from hpcscale.rundir import RUN_ID_RE, RunDir, RunState, new_run_id, runs_dir
 
 # sbatch --mail-type values (Slurm 22.05 and later).
@@ -233,6 +234,10 @@ def create(
     if output is not None and not output.absolute().parent.is_dir():
         raise UsageError(f"-o {output}: its directory does not exist")
     spec = jobspec.load(spec_path)
+    if output is not None:
+        check_not_input(output, [spec.input.path], UsageError, "-o")
+    if summary_file is not None:
+        check_not_input(summary_file, [spec.input.path], UsageError, "--summary-file")
     prep = run.prepare(spec, site, jobs, trust=trust)
     run_id = new_run_id()
     b = script_for(prep.profile, spec_path, run_id, jobs=jobs, mail_type=mail_type,

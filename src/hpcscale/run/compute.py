@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 from distributed import performance_report, wait
 
 from hpcscale import __version__
-from hpcscale.errors import RunError
+from hpcscale.errors import InputError, RunError
 from hpcscale.io import output
+from hpcscale.io._source import one_line
 from hpcscale.ops import BIN_DIM, Histogram
 from hpcscale.rundir import DASK_REPORT, DASK_REPORT_AFTER
 
@@ -46,7 +47,7 @@ def write_result(
         coords=_coords(prep), attrs=prep.source.attrs, provenance=_provenance(prep),
         overwrite=prep.overwrite, zarr_format=prep.spec.output.zarr_format,
         shards=tuple(prep.spec.output.shards) if prep.spec.output.shards else None,
-        job=prep.job, run=rundir.run_id, compute=False,
+        job=prep.job, run=rundir.run_id, inputs=[prep.spec.input.path], compute=False,
     )
     if write.resumed or write.partials_removed:
         reporter.info(f"resuming {write.path}: {write.resumed} of {write.total} blocks already "
@@ -135,11 +136,18 @@ def _follow(
 
 
 def _failure(future: Any, path: str, bytes_out: int) -> Exception:
+    kept = (f"; the output {path} is left as an unfinished store: re-run the same command "
+            "to resume it (the blocks already written are kept)")
     if future.status == "cancelled":
-        return RunError("computation failed: a block's task was cancelled (its worker was lost?)")
+        return RunError("computation failed: a block's task was cancelled (its worker was "
+                        f"lost?){kept}")
     err = future.exception()
     full = output.disk_full_error(path, err, bytes_out)
-    return full or RunError(f"computation failed: {type(err).__name__}: {err}")
+    if full is not None:
+        return full
+    if isinstance(err, InputError):  # names the input and the chunk or file that failed
+        return RunError(f"{one_line(err)}{kept.replace('re-run', 'fix the input, then re-run')}")
+    return RunError(f"computation failed: {type(err).__name__}: {one_line(err)}{kept}")
 
 
 def _remaining_tasks(dask_scheduler: Any = None) -> int:
