@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 import typer
 
@@ -13,6 +14,7 @@ from hpcscale import demo as sample
 from hpcscale.cli.render import OPTIONS, ConsoleReporter, result, say
 from hpcscale.config import jobspec, profiles
 from hpcscale.errors import Interrupted, ProfileError, UsageError
+from hpcscale.ops import FILTERS, MODES, REDUCTIONS
 
 Site = Annotated[str | None, typer.Option("--site", "-s", help="Site profile name "
                                           "(default: the spec's, $HPCSCALE_SITE, or local).")]
@@ -95,45 +97,22 @@ def plan(
     _execute(prep, dry_run=True)
 
 
-class ReduceOp(StrEnum):
-    sum = "sum"
-    mean = "mean"
-    std = "std"
-    var = "var"
-    min = "min"
-    max = "max"
-    count_ = "count"  # `count` would shadow str.count
-    nansum = "nansum"
-    nanmean = "nanmean"
-    nanstd = "nanstd"
-    nanvar = "nanvar"
-    nanmin = "nanmin"
-    nanmax = "nanmax"
-    median = "median"
-    quantile = "quantile"
-    histogram = "histogram"
+def _choices(name: str, values: Sequence[str]) -> type[StrEnum]:
+    """A StrEnum of ``values`` for Typer; a member whose name str has (``count``) gets a _."""
+    members = [(v + "_" if hasattr(str, v) else v, v) for v in values]
+    return StrEnum(name, members)  # type: ignore[return-value]  # the functional API: a class
 
 
-class FilterName(StrEnum):
-    gaussian = "gaussian"
-    gaussian_gradient_magnitude = "gaussian_gradient_magnitude"
-    gaussian_laplace = "gaussian_laplace"
-    median = "median"
-    uniform = "uniform"
-    minimum = "minimum"
-    maximum = "maximum"
-    percentile = "percentile"
-    sobel = "sobel"
-    prewitt = "prewitt"
-    laplace = "laplace"
-
-
-class Mode(StrEnum):
-    reflect = "reflect"
-    nearest = "nearest"
-    mirror = "mirror"
-    constant = "constant"
-    wrap = "wrap"
+# The choices come from the ops registry: a new reduction or filter is a choice here too.
+# (mypy sees plain strings: members are str, and the commands use them as such.)
+if TYPE_CHECKING:
+    ReduceOp: TypeAlias = str
+    FilterName: TypeAlias = str
+    Mode: TypeAlias = str
+else:
+    ReduceOp = _choices("ReduceOp", [*REDUCTIONS, "histogram"])
+    FilterName = _choices("FilterName", FILTERS)
+    Mode = _choices("Mode", MODES)
 
 
 In = Annotated[str, typer.Argument(help="Input: Zarr, NetCDF, TIFF, image glob or .npy.")]
@@ -168,7 +147,7 @@ def _one_off(inp: str, out: str, step: dict[str, Any], var: str | None,
 
 def reduce(
     inp: In, out: Out,
-    op: Annotated[ReduceOp, typer.Option("--op", help="Reduction.")] = ReduceOp.mean,
+    op: Annotated[ReduceOp, typer.Option("--op", help="Reduction.")] = "mean",
     axis: Axis = None,
     q: Annotated[float | None, typer.Option(help="Quantile in [0, 1] (--op quantile).")] = None,
     bins: Annotated[int | None, typer.Option(help="Histogram bins (--op histogram).")] = None,
@@ -182,11 +161,11 @@ def reduce(
     Example: hpcscale reduce hpcscale-demo/climate.zarr mean.zarr --op mean --axis time
     """
     step: dict[str, Any]
-    if op is ReduceOp.histogram:
+    if op == "histogram":
         step = {"histogram": bins, "range": list(value_range) if value_range else None,
                 "axis": _axes(axis)}
     else:
-        step = {"reduce": op.value, "axis": _axes(axis), "q": q}
+        step = {"reduce": str(op), "axis": _axes(axis), "q": q}
     _one_off(inp, out, step, var, overwrite, site, jobs, dry_run, print_spec, zarr_format)
 
 
@@ -199,7 +178,7 @@ def filter_(
         help="Window size; one value or one per axis (repeat).")] = None,
     percentile: Annotated[float | None, typer.Option(
         help="Percentile (percentile filter).")] = None,
-    mode: Annotated[Mode, typer.Option(help="Boundary mode, as scipy.ndimage.")] = Mode.reflect,
+    mode: Annotated[Mode, typer.Option(help="Boundary mode, as scipy.ndimage.")] = "reflect",
     cval: Annotated[float | None, typer.Option(help="Fill value for mode constant.")] = None,
     truncate: Annotated[float | None, typer.Option(help="Gaussian truncate (in sigmas).")] = None,
     axis: Axis = None,
@@ -216,8 +195,8 @@ def filter_(
             return None
         return values[0] if len(values) == 1 else list(values)
 
-    step = {"filter": name.value, "sigma": one(sigma), "size": one(size),
-            "percentile": percentile, "mode": mode.value, "cval": cval, "truncate": truncate,
+    step = {"filter": str(name), "sigma": one(sigma), "size": one(size),
+            "percentile": percentile, "mode": str(mode), "cval": cval, "truncate": truncate,
             "axes": _axes(axis)}
     _one_off(inp, out, step, var, overwrite, site, jobs, dry_run, print_spec, zarr_format)
 

@@ -215,3 +215,13 @@ def test_bad_input_one_line_no_traceback_nothing_touched(
     runs_dir = Path(os.environ["HPCSCALE_RUNS_DIR"])
     runs_after = sorted(runs_dir.glob("*")) if runs_dir.exists() else []
     assert runs_after == runs_before, "a refused command created a run (and maybe jobs)"
+
+
+def test_choices_come_from_the_ops_registry(cli: Cli) -> None:
+    from hpcscale.ops import FILTERS, MODES, REDUCTIONS
+
+    reduce_help = " ".join(cli("reduce", "--help").out.split())
+    filter_help = " ".join(cli("filter", "--help").out.split())
+    assert "<" + "|".join([*REDUCTIONS, "histogram"]) + ">" in reduce_help.replace(" ", "")
+    assert "|".join(FILTERS) in filter_help.replace(" ", "")
+    assert "|".join(MODES) in filter_help.replace(" ", "")
