@@ -195,3 +195,15 @@ def test_spec_walltime_reaches_the_worker_jobs(tmp_path: Path, monkeypatch: pyte
     assert kwargs["walltime"] == "00:20:00"
     script = cluster.job_script(prep.profile, walltime=1200)
     assert "#SBATCH -t 00:20:00" in script
+
+
+def test_sacctmgr_associations_give_the_tightest_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpcscale import slurm
+
+    canned = "physics|normal,high|||\nchem|normal|4|8|1:00:00\nbio|normal|2||2-00:00:00\nbad line\n"
+    rows = slurm.parse_associations(canned)
+    assert [r["Account"] for r in rows] == ["physics", "chem", "bio"]
+    assert rows[0] == {"Account": "physics", "QOS": "normal,high", "MaxJobs": "",
+                       "MaxSubmitJobs": "", "MaxWall": ""}
+    monkeypatch.setattr(slurm, "run", lambda cmd, **kw: canned)
+    assert slurm.association() == {"MaxJobs": 2, "MaxSubmitJobs": 8, "MaxWall": 3600}

@@ -259,7 +259,7 @@ class _Slurm:
                                 "partition that allows it")
 
     def accounting(self) -> None:
-        s, user = self.s, slurm._user()
+        s, user = self.s, slurm.user()
         if not (s.account or s.qos):
             self.report.add("account/qos", Status.skip, "neither set: SLURM uses your defaults")
             return
@@ -268,14 +268,13 @@ class _Slurm:
                             "shows whether SLURM accepts them")
             return
         try:
-            out = slurm.run(["sacctmgr", "--noheader", "--parsable2", "show", "assoc", "where",
-                             f"user={user}", "format=Account,QOS"], timeout=10)
+            rows = slurm.associations()
         except slurm.SlurmCommandError as err:
             said = (err.stderr or str(err)).strip().splitlines() or ["sacctmgr failed"]
             self.report.add("account/qos", Status.skip, f"no accounting to ask ({said[0]}); "
                             "the probe job shows whether SLURM accepts them")
             return
-        assoc = [ln.split("|") for ln in out.splitlines() if ln.count("|") == 1]
+        assoc = [(r["Account"], r["QOS"]) for r in rows]
         if not assoc:
             self.report.add("account/qos", Status.skip, f"sacctmgr lists no associations of "
                             f"{user}; the probe job shows whether SLURM accepts them")

@@ -146,7 +146,7 @@ def queue(job_ids: Iterable[str] = (), *, name: str | None = None) -> dict[str, 
     if ids:
         cmd.append("--jobs=" + ",".join(ids))
     elif name is not None:
-        cmd += ["--name=" + name, "--user=" + _user()]
+        cmd += ["--name=" + name, "--user=" + user()]
     else:
         return {}
     out = run(cmd, check=False)  # squeue exits 1 when every listed job is gone
@@ -166,7 +166,8 @@ def cancel(job_ids: Iterable[str]) -> None:
         run(["scancel", *ids], check=False)
 
 
-def _user() -> str:
+def user() -> str:
+    """The user whose jobs and associations hpcscale asks about."""
     import getpass
 
     return os.environ.get("USER") or getpass.getuser()
@@ -209,23 +210,42 @@ def limits(partition: str) -> Limits | None:
     )
 
 
+ASSOC_FIELDS = ("Account", "QOS", "MaxJobs", "MaxSubmitJobs", "MaxWall")
+
+
+def parse_associations(text: str) -> list[dict[str, str]]:
+    """``sacctmgr --parsable2 --noheader ... format=<ASSOC_FIELDS>`` output: one dict a line."""
+    rows = []
+    for line in text.splitlines():
+        fields = line.split("|")
+        if len(fields) == len(ASSOC_FIELDS):
+            rows.append(dict(zip(ASSOC_FIELDS, (f.strip() for f in fields), strict=True)))
+    return rows
+
+
+def associations(timeout: float = 10) -> list[dict[str, str]]:
+    """The user's associations (account, QOS, limits) from one ``sacctmgr`` call.
+
+    Raises :class:`SlurmCommandError` where there is no accounting (or no sacctmgr).
+    """
+    out = run(["sacctmgr", "--noheader", "--parsable2", "show", "assoc", "where",
+               f"user={user()}", "format=" + ",".join(ASSOC_FIELDS)], timeout=timeout)
+    return parse_associations(out)
+
+
 def association() -> dict[str, int]:
-    """The user's MaxJobs, MaxSubmitJobs and MaxWall from sacctmgr; {} without accounting."""
+    """The user's MaxJobs, MaxSubmitJobs and MaxWall (the tightest of their associations);
+    {} without accounting."""
     try:
-        out = run(["sacctmgr", "--noheader", "--parsable2", "show", "assoc",
-                   "where", f"user={_user()}", "format=MaxJobs,MaxSubmitJobs,MaxWall"],
-                  timeout=10)
+        rows = associations()
     except SubmissionError:
         return {}  # no accounting storage (or no sacctmgr): nothing to clamp to
     found: dict[str, int] = {}
-    for line in out.splitlines():
-        fields = line.split("|")
-        if len(fields) != 3:
-            continue
-        for key, value in zip(("MaxJobs", "MaxSubmitJobs"), fields[:2], strict=True):
-            if value.strip().isdigit():
-                found[key] = min(found.get(key, 1 << 30), int(value))
-        wall = units.parse_slurm_time(fields[2]) if fields[2].strip() else None
+    for row in rows:
+        for key in ("MaxJobs", "MaxSubmitJobs"):
+            if row[key].isdigit():
+                found[key] = min(found.get(key, 1 << 30), int(row[key]))
+        wall = units.parse_slurm_time(row["MaxWall"]) if row["MaxWall"] else None
         if wall:
             found["MaxWall"] = min(found.get("MaxWall", 1 << 30), wall)
     return found

@@ -164,7 +164,7 @@ def test_probe_that_ends_without_a_report(cli: Cli, fake_slurm) -> None:
 
 
 def test_account_and_qos_from_sacctmgr(cli: Cli, fake_slurm, user_sites: Path) -> None:
-    log = fake_slurm(sacctmgr='echo "physics|normal,high"\necho "chem|normal"\n')
+    log = fake_slurm(sacctmgr='echo "physics|normal,high|||"\necho "chem|normal|4|8|1:00:00"\n')
     write_profile(user_sites, "bio", PROFILE + 'account = "bio"\n')
     r = cli("doctor", "--site", "bio")
     assert r.code == 1, r
