@@ -26,6 +26,7 @@ from distributed import Client, LocalCluster
 from hpcscale import units
 from hpcscale.config.profiles import SiteProfile, SlurmSettings
 from hpcscale.rundir import RunDir
+from hpcscale.slurm.directives import site_extras
 
 logger = logging.getLogger(__name__)
 PLACEHOLDER_SCHEDULER = "tcp://<scheduler-address>:8786"
@@ -78,8 +79,6 @@ def slurm_job_kwargs(
 ) -> dict[str, Any]:
     """Keyword arguments for ``HpcscaleSLURMCluster``/``HpcscaleSLURMJob`` from a profile."""
     granted = units.slurm_mem_bytes(settings.memory)
-    directives = [f"--qos={settings.qos}"] if settings.qos else []
-    directives += list(settings.extra_directives)
     return {
         "queue": settings.partition,
         "account": settings.account,
@@ -90,7 +89,7 @@ def slurm_job_kwargs(
         "job_mem": units.slurm_mem(settings.memory),
         "job_cpu": settings.cores,
         "interface": settings.worker_interface or settings.interface,
-        "job_extra_directives": directives,
+        "job_extra_directives": site_extras(settings),
         "job_script_prologue": list(settings.prologue),
         "python": _python(settings),
         "local_directory": settings.local_directory,

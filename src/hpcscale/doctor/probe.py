@@ -24,9 +24,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from hpcscale import slurm, units
+from hpcscale import slurm
 from hpcscale.config import profiles
 from hpcscale.rundir import runs_dir
+from hpcscale.slurm.directives import sbatch_directives
 
 RESULT_TAG = "HPCSCALE_DOCTOR_RESULT "
 
@@ -135,13 +136,11 @@ class Probe:
         path = self.dir / "probe.sh"
         path.write_text(self.script(host), encoding="utf-8")
         s = self.s
-        cmd = ["sbatch", "--parsable", f"--job-name={self.name}", f"--partition={s.partition}",
-               *([f"--account={s.account}"] if s.account else []),
-               *([f"--qos={s.qos}"] if s.qos else []),
-               "--nodes=1", "--ntasks=1", "--cpus-per-task=1", "--mem=256M",
-               f"--time={units.format_walltime(max(60, min(120, self.max_time or 120)))}",
-               f"--output={self.dir / 'probe.out'}", f"--error={self.dir / 'probe.err'}",
-               *s.extra_directives, str(path)]
+        head = sbatch_directives(
+            s, job_name=self.name, walltime=max(60, min(120, self.max_time or 120)), cpus=1,
+            memory="256M",
+            files=[f"--output={self.dir / 'probe.out'}", f"--error={self.dir / 'probe.err'}"])
+        cmd = ["sbatch", "--parsable", *head, str(path)]
         job_id = slurm.run(cmd).strip().split(";")[0]
         self.say(f"probe job {job_id} submitted; it may wait {self.start_timeout:.0f} s to start")
         return job_id

@@ -43,6 +43,7 @@ from hpcscale.errors import (
 )
 from hpcscale.io.output import check_not_input
 from hpcscale.rundir import RUN_ID_RE, RunDir, RunState, new_run_id, runs_dir
+from hpcscale.slurm.directives import sbatch_directives
 
 # sbatch --mail-type values (Slurm 22.05 and later).
 MAIL_TYPES = frozenset({
@@ -122,23 +123,14 @@ def render(b: BatchScript) -> str:
         raise ProfileError(f"site {b.profile.name} is a local profile")
     logs = _sbatch_path(b.rundir.logs, "run directory")
     out, err = (f"{logs}/{p.name}" for p in b.rundir.driver_output)
-    head = [
-        f"--job-name={b.rundir.job_name}",
-        f"--partition={s.partition}",
-        *([f"--account={s.account}"] if s.account else []),
-        *([f"--qos={s.qos}"] if s.qos else []),
-        f"--time={units.format_walltime(s.walltime)}",
-        "--nodes=1",
-        "--ntasks=1",
-        f"--cpus-per-task={s.cores}",
-        f"--mem={units.slurm_mem(s.memory)}",
+    head = sbatch_directives(s, job_name=b.rundir.job_name, walltime=s.walltime, cpus=s.cores,
+                             memory=units.slurm_mem(s.memory), files=[
         f"--chdir={_sbatch_path(b.workdir, 'working directory')}",
         f"--output={out}",
         f"--error={err}",
         *([f"--mail-type={','.join(b.mail_type)}"] if b.mail_type else []),
         *([f"--mail-user={b.mail_user}"] if b.mail_user else []),
-        *s.extra_directives,
-    ]
+    ])
     listen = s.worker_interface or s.interface
     where = (f"the compute nodes' interface ({listen})" if listen
              else "this node's default address")

@@ -114,7 +114,7 @@ def test_pending_probe_is_cancelled_with_slurms_reason(cli: Cli, fake_slurm) -> 
     args = (log / "sbatch.args").read_text()
     assert "--job-name=hpcscale-doctor-" in args
     assert "--partition=debug" in args
-    assert "--cpus-per-task=1 --mem=256M --time=00:02:00" in args
+    assert "--time=00:02:00 --nodes=1 --ntasks=1 --cpus-per-task=1 --mem=256M" in args
 
 
 def test_probe_is_cancelled_when_interrupted(fake_slurm, monkeypatch: pytest.MonkeyPatch) -> None:

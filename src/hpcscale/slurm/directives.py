@@ -1,0 +1,41 @@
+"""The one place an sbatch directive is written from a profile.
+
+A batch run's driver job, the doctor's probe job and (through dask-jobqueue's
+own template) every worker job ask SLURM for the profile's partition,
+account, QOS and extra directives; the job's own size and files differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hpcscale import units
+from hpcscale.config.profiles import SlurmSettings
+
+
+def site_extras(s: SlurmSettings) -> list[str]:
+    """The profile's directives beyond partition and account (dask-jobqueue takes
+    those two, and the job's size, as arguments of their own): QOS and the extras."""
+    return [*([f"--qos={s.qos}"] if s.qos else []), *s.extra_directives]
+
+
+def sbatch_directives(
+    s: SlurmSettings, *, job_name: str, walltime: int, cpus: int, memory: str,
+    files: Sequence[str] = (),
+) -> list[str]:
+    """The ``#SBATCH`` options of a one-node, one-task job of the profile: its name,
+    where it runs (partition, account, QOS), its size, then ``files`` (``--chdir``,
+    ``--output``, ``--error``, mail) and last the profile's extra directives."""
+    return [
+        f"--job-name={job_name}",
+        f"--partition={s.partition}",
+        *([f"--account={s.account}"] if s.account else []),
+        *([f"--qos={s.qos}"] if s.qos else []),
+        f"--time={units.format_walltime(walltime)}",
+        "--nodes=1",
+        "--ntasks=1",
+        f"--cpus-per-task={cpus}",
+        f"--mem={memory}",
+        *files,
+        *s.extra_directives,
+    ]
