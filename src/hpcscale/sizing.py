@@ -126,7 +126,11 @@ def plan(
             "(workers are replaced before it; raise the site's walltime for longer jobs)")
     if limits is not None:
         _refuse_impossible(profile, limits, walltime, from_spec=walltime == asked)
-        caps.append((limits.nodes, f"the {limits.nodes} node(s) of partition {limits.partition}"))
+        fit, per_node = limits.jobs_fit(s.cores, units.slurm_mem_bytes(s.memory))
+        lo, hi = min(per_node, default=0), max(per_node, default=0)
+        each = f"{lo}" if lo == hi else f"{lo} to {hi}"
+        caps.append((fit, f"the {fit} that fit at once on the {limits.nodes} node(s) of "
+                          f"partition {limits.partition} ({each} per node, by cores and memory)"))
         if limits.max_jobs is not None:
             caps.append((limits.max_jobs, "your association's MaxJobs"))
         if limits.max_submit is not None:

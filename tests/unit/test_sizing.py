@@ -44,11 +44,19 @@ LIMITS = Limits("p", max_time=4 * 3600, nodes=6, node_cpus=16, node_memory=64 * 
 TABLE = [
     ({}, 1, "auto", LIMITS, 1, "1 job(s) give each of the 4 thread(s)"),
     ({}, 16, "auto", LIMITS, 2, "2 job(s) give each"),
-    ({}, 64, "auto", LIMITS, 6, "capped at 6 job(s) by the 6 node(s) of partition p"),
+    # 4 cores of 16 per node: 4 jobs fit on each of the 6 nodes, 24 in all
+    ({}, 64, "auto", LIMITS, 8, "8 job(s) give each"),
+    ({"cores": 16}, 64, 20, LIMITS, 6,
+     "capped at 6 job(s) by the 6 that fit at once on the 6 node(s) of partition p "
+     "(1 per node, by cores and memory)"),
     ({"max_jobs": 3}, 64, "auto", LIMITS, 3, "capped at 3 job(s) by max_jobs of site s"),
     ({}, 64, "auto", None, 8, "8 job(s) give each"),
     ({}, 64, 5, LIMITS, 5, "5 job(s): as asked"),
-    ({}, 64, 20, LIMITS, 6, "capped at 6 job(s) by the 6 node(s)"),
+    ({"max_jobs": 40}, 64, 30, LIMITS, 24,
+     "capped at 24 job(s) by the 24 that fit at once on the 6 node(s)"),
+    # memory binds: 8 GiB jobs on 16 GiB nodes, 2 a node whatever the cores
+    ({"cores": 2}, 64, 30, Limits("p", None, 3, 16, 16 * GiB), 6,
+     "(2 per node, by cores and memory)"),
     ({"cores": 1}, 5, "auto", LIMITS, 3, "3 job(s) give each of the 1 thread(s)"),
     ({}, 64, "auto", Limits("p", None, 100, 16, 64 * GiB, max_jobs=4), 4,
      "capped at 4 job(s) by your association's MaxJobs"),
@@ -65,6 +73,30 @@ def test_plan_table(user_sites: Path, kw: dict[str, object], chunks: int, jobs: 
     assert any(phrase in d for d in plan.decisions), plan.decisions
     text = "\n".join(plan.lines())
     assert f"jobs            {expected} x 1 worker(s)" in text
+
+
+# The partition of the issue: 3 nodes of 2 CPUs and about 6 GB; 1-core, 2 GiB jobs.
+SMALL_NODES = Limits("compute", None, 3, 2, 6000 * MiB, node_sizes=((2, 6000 * MiB),) * 3)
+
+
+def test_several_jobs_per_node_count_against_the_cap(user_sites: Path) -> None:
+    plan = sizing.plan(_profile(user_sites, cores=1, memory="2GiB", max_jobs=6), _work(64), "auto",
+                       SMALL_NODES)
+    assert plan.jobs == 6
+    assert not any("fit at once" in d for d in plan.decisions), plan.decisions
+
+
+@pytest.mark.parametrize(("sizes", "cores", "memory", "fit", "per_node"), [
+    (((2, 6000 * MiB),) * 3, 1, 2048 * MiB, 6, [2, 2, 2]),
+    (((16, 64 * GiB), (4, 64 * GiB)), 4, 8 * GiB, 5, [4, 1]),  # nodes of different sizes
+    (((16, 16 * GiB), (16, 64 * GiB)), 2, 8 * GiB, 10, [2, 8]),  # memory binds on one
+    (((2, 6000 * MiB),), 4, GiB, 0, [0]),  # too many cores for any node
+])
+def test_jobs_fit_counts_each_node(sizes: tuple[tuple[int, int], ...], cores: int, memory: int,
+                                   fit: int, per_node: list[int]) -> None:
+    lim = Limits("p", None, len(sizes), max(c for c, _ in sizes), max(m for _, m in sizes),
+                 node_sizes=sizes)
+    assert lim.jobs_fit(cores, memory) == (fit, per_node)
 
 
 def test_walltime_clamped_to_association(user_sites: Path) -> None:

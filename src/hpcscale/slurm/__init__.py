@@ -185,6 +185,15 @@ class Limits:
     max_jobs: int | None = None  # the user's association: MaxJobs
     max_submit: int | None = None  # MaxSubmitJobs
     max_wall: int | None = None  # MaxWall (seconds)
+    # (CPUs, memory in bytes) of each node of the partition; () when not known
+    node_sizes: tuple[tuple[int, int], ...] = ()
+
+    def jobs_fit(self, cores: int, memory: int) -> tuple[int, list[int]]:
+        """How many jobs of ``cores`` CPUs and ``memory`` bytes (``--mem``, per node) run at
+        once on the partition's nodes, and how many on each node, by CPUs and by memory."""
+        sizes = self.node_sizes or ((self.node_cpus, self.node_memory),) * self.nodes
+        per_node = [min(cpus // max(cores, 1), mem // max(memory, 1)) for cpus, mem in sizes]
+        return sum(per_node), per_node
 
 
 def limits(partition: str) -> Limits | None:
@@ -204,6 +213,7 @@ def limits(partition: str) -> Limits | None:
         nodes=len(members),
         node_cpus=max((n.cpus for n in members), default=0),
         node_memory=max((n.memory for n in members), default=0),
+        node_sizes=tuple((n.cpus, n.memory) for n in members),
         max_jobs=assoc.get("MaxJobs"),
         max_submit=assoc.get("MaxSubmitJobs"),
         max_wall=assoc.get("MaxWall"),
