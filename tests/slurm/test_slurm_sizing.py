@@ -61,3 +61,17 @@ def test_walltime_over_partition_maxtime_refused_before_submitting(
     runs = Path(os.environ["HPCSCALE_RUNS_DIR"])
     assert not runs.exists() or not any(runs.iterdir()), "a run was started"
     assert not Path(tmp_path / "out-2.zarr").exists()
+
+
+def test_several_jobs_per_node_are_planned(
+    testbed: Path, cli: Cli, tmp_path: Path, user_sites: Path
+) -> None:
+    # the testbed's 3 nodes have 2 CPUs each: six 1-core jobs fit, not three
+    write_profile(user_sites, "six", 'extends = "testbed"\n[slurm]\npartition = "debug"\n'
+                  "max_jobs = 8\n")
+    spec, _ = _spec(tmp_path, (24, 30, 30), (2, 30, 30))
+    r = cli("plan", str(spec), "--site", "six", "--jobs", "8")
+    assert r.code == 0, r
+    assert "capped at 6 job(s) by the 6 that fit at once on the 3 node(s) of partition debug " \
+           "(2 per node, by cores and memory)" in r.out
+    assert "jobs            6 x 1 worker(s)" in r.out
