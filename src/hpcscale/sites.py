@@ -29,9 +29,9 @@ def check(profile: profiles.SiteProfile) -> list[Finding]:
     the partition's MaxTime, max_jobs within its node count where it is
     limited, interface named.
     """
-    s = profile.slurm
-    if s is None:
+    if not isinstance(profile, profiles.SlurmProfile):
         return [Finding(True, f"{profile.name} is a local profile: nothing to check in SLURM")]
+    s = profile.slurm
     findings: list[Finding] = []
     parts = slurm.partitions()
     all_nodes = slurm.nodes()

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from hpcscale import units
-from hpcscale.config.profiles import SiteProfile
+from hpcscale.config.profiles import LocalProfile, SiteProfile, SlurmProfile
 from hpcscale.errors import SizingError
 from hpcscale.slurm import Limits
 
@@ -98,10 +98,9 @@ def plan(
     that bound it; ``SizingError`` for what can never run.
     """
     decisions: list[str] = []
-    if profile.kind == "local":
+    if isinstance(profile, LocalProfile):
         return _plan_local(profile, workload, jobs, walltime)
     s = profile.slurm
-    assert s is not None  # a validated slurm profile has its table
     if jobs == "auto":
         wanted = max(1, math.ceil(workload.chunks / (s.cores * TASKS_PER_THREAD)))
         decisions.append(
@@ -155,10 +154,9 @@ def plan(
     return result
 
 
-def _refuse_impossible(profile: SiteProfile, limits: Limits, walltime: int,
+def _refuse_impossible(profile: SlurmProfile, limits: Limits, walltime: int,
                        from_spec: bool = False) -> None:
     s = profile.slurm
-    assert s is not None
     where = f"partition {limits.partition}"
     if limits.max_time is not None and walltime > limits.max_time:
         whose = " (the job spec's [run] walltime)" if from_spec else ""
@@ -177,7 +175,7 @@ def _refuse_impossible(profile: SiteProfile, limits: Limits, walltime: int,
         )
 
 
-def _plan_local(profile: SiteProfile, workload: Workload, jobs: int | str,
+def _plan_local(profile: LocalProfile, workload: Workload, jobs: int | str,
                 walltime: int | None = None) -> Plan:
     from hpcscale.cluster import local_kwargs
 

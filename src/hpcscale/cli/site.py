@@ -53,9 +53,8 @@ def show(name: Name) -> None:
     data = p.model_dump(mode="json")
     lines = [f"name         {p.name}", f"kind         {p.kind}",
              f"description  {p.description}", f"files        {' <- '.join(map(str, res.files))}"]
-    table = p.slurm if p.kind == "slurm" else p.local
+    table = p.slurm if isinstance(p, profiles.SlurmProfile) else p.local
     prefix = p.kind
-    assert table is not None  # validated profile
     for key, value in table.model_dump().items():
         src = res.sources.get(f"{prefix}.{key}")
         shown = value
@@ -67,7 +66,7 @@ def show(name: Name) -> None:
             continue
         origin = f"   [{src}]" if src else "   [default]"
         lines.append(f"{prefix}.{key:<17} {shown}{origin}")
-    if p.slurm is not None:
+    if isinstance(p, profiles.SlurmProfile):
         src = res.sources.get("slurm.prologue")
         lines.append(f"slurm.prologue (runs in every job){f'   [{src}]' if src else ''}:")
         lines += [f"    {line}" for line in p.slurm.prologue] or ["    (none)"]

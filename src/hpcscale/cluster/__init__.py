@@ -24,7 +24,7 @@ from dask_jobqueue.slurm import SLURMCluster, SLURMJob
 from distributed import Client, LocalCluster
 
 from hpcscale import units
-from hpcscale.config.profiles import SiteProfile, SlurmSettings
+from hpcscale.config.profiles import LocalProfile, SiteProfile, SlurmProfile, SlurmSettings
 from hpcscale.rundir import RunDir
 from hpcscale.slurm.directives import site_extras
 
@@ -117,7 +117,7 @@ def job_script(
     is a placeholder until a run starts one. Nothing is submitted or started.
     ``walltime`` (seconds) replaces the profile's, as a run's plan does.
     """
-    if profile.slurm is None:
+    if not isinstance(profile, SlurmProfile):
         raise ValueError(f"profile {profile.name} is not a SLURM profile")
     kwargs = slurm_job_kwargs(profile.slurm, job_name=job_name, log_directory=log_directory,
                               walltime=walltime)
@@ -150,10 +150,9 @@ def start(
     ``run_dir.tls`` (0700, keys 0600) and the dashboard listens on localhost.
     """
     cluster: Any
-    if profile.kind == "local":
+    if isinstance(profile, LocalProfile):
         cluster = LocalCluster(**local_kwargs(profile, jobs))  # type: ignore[no-untyped-call]
     else:
-        assert profile.slurm is not None  # kind == "slurm" guarantees it (validated)
         logs = run_dir.logs
         logs.mkdir(parents=True, exist_ok=True)
         kwargs = slurm_job_kwargs(
@@ -183,7 +182,7 @@ def start(
             logger.warning("closing the cluster: %s: %s", type(err).__name__, err)
 
 
-def local_kwargs(profile: SiteProfile, jobs: int | None = None) -> dict[str, Any]:
+def local_kwargs(profile: LocalProfile, jobs: int | None = None) -> dict[str, Any]:
     """LocalCluster arguments: ``jobs`` workers (or the profile's), sized to this machine."""
     settings = profile.local
     ncores = os.cpu_count() or 1

@@ -145,22 +145,32 @@ class LocalSettings(BaseModel):
     local_directory: PathStr | None = None
 
 
-class SiteProfile(BaseModel):
-    """A resolved site profile (after ``extends``): the one object the rest reads."""
-
+class _Profile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     description: str = ""
-    kind: Literal["slurm", "local"]
-    slurm: SlurmSettings | None = None
+
+
+class SlurmProfile(_Profile):
+    """A site whose workers are SLURM jobs (the ``[slurm]`` table says what they ask for)."""
+
+    kind: Literal["slurm"] = "slurm"
+    slurm: SlurmSettings
+
+
+class LocalProfile(_Profile):
+    """A site whose workers are processes on this machine (a dask LocalCluster)."""
+
+    kind: Literal["local"] = "local"
     local: LocalSettings = LocalSettings()
 
-    @model_validator(mode="after")
-    def _kind_has_table(self) -> SiteProfile:
-        if self.kind == "slurm" and self.slurm is None:
-            raise ValueError("a slurm profile needs a [slurm] table with at least `partition`")
-        return self
+
+# A resolved site profile (after ``extends``): the one object the rest reads. The
+# backend is its type: code that differs per backend matches on it.
+SiteProfile = Annotated[SlurmProfile | LocalProfile, Field(discriminator="kind")]
+PROFILE_TYPES: dict[str, type[SlurmProfile] | type[LocalProfile]] = {
+    "slurm": SlurmProfile, "local": LocalProfile}
 
 
 _TOP_KEYS = ("name", "description", "extends", "kind", "slurm", "local")
@@ -274,7 +284,7 @@ def _pydantic_message(err: ValidationError, path: Path) -> str:
 
 def _valid_keys(loc: tuple[str, ...]) -> list[str]:
     table = _TABLES.get(loc[0]) if loc else None
-    return list((table or SiteProfile).model_fields)
+    return list((table or _Profile).model_fields) + ([] if table else ["kind", "slurm", "local"])
 
 
 _PATTERN_HELP = {
@@ -348,16 +358,30 @@ def load(
             else:
                 merged[key] = value
                 sources[key] = path
-    merged.setdefault("kind", "slurm" if "slurm" in merged else "local")
-    named_path = chain[0][0]
+    profile = _build(merged, sources, chain[0][0])
+    return ResolvedProfile(profile, tuple(p for p, _ in chain), sources)
+
+
+def _build(merged: dict[str, Any], sources: Mapping[str, Path], named_path: Path) -> SiteProfile:
+    """The profile of the merged ``extends`` chain; its type is its kind (the backend)."""
+    kind = merged.setdefault("kind", "slurm" if "slurm" in merged else "local")
+    if kind not in PROFILE_TYPES:
+        raise ProfileError(f"profile {sources.get('kind', named_path)}: kind = {kind!r}: must "
+                           f"be one of {', '.join(PROFILE_TYPES)}")
+    other = next((t for t in _TABLES if t != kind and t in merged), None)
+    if other is not None:
+        where = next((p for k, p in sources.items() if k.startswith(f"{other}.")), named_path)
+        raise ProfileError(
+            f"profile {where}: a {kind} profile has no "
+            f"[{other}] table (it would be ignored); remove it, or set kind = \"{other}\"")
     try:
-        profile = SiteProfile.model_validate(merged)
+        profile: SiteProfile = PROFILE_TYPES[kind].model_validate(merged)
     except ValidationError as err:
         first = err.errors()[0]["loc"]
         key = ".".join(str(p) for p in first if not isinstance(p, int))
         blame = sources.get(key, named_path)
         raise ProfileError(_pydantic_message(err, blame)) from err
-    return ResolvedProfile(profile, tuple(p for p, _ in chain), sources)
+    return profile
 
 
 def load_file_table(path: Path) -> dict[str, Any]:

@@ -104,8 +104,7 @@ def diagnose(
         return report
     report.add("profile", Status.ok, f"{name} ({res.profile.kind}) from "
                f"{' <- '.join(map(str, res.files))}")
-    s = res.profile.slurm
-    if s is None:
+    if isinstance(res.profile, profiles.LocalProfile):
         local = res.profile.local.local_directory
         path = Path(os.path.expandvars(local)).expanduser() if local else Path(
             tempfile.gettempdir())
@@ -113,8 +112,8 @@ def diagnose(
                    f"directory you can write, in {res.files[0]}")
         report.add("slurm", Status.skip, f"site {name} runs on this machine: SLURM checks skipped")
         return report
-    _Slurm(report, res, s, on_status or (lambda _text: None)).run(probe, start_timeout,
-                                                                   run_timeout)
+    _Slurm(report, res, res.profile.slurm, on_status or (lambda _text: None)).run(
+        probe, start_timeout, run_timeout)
     return report
 
 

@@ -165,7 +165,7 @@ def _space_warning(path: str, needed: int) -> tuple[str, ...]:
 
 def _limits(profile: profiles.SiteProfile) -> slurm.Limits | None:
     """The live limits for a SLURM profile (one scontrol each, sacctmgr if any)."""
-    if profile.slurm is None or not slurm.available():
+    if not isinstance(profile, profiles.SlurmProfile) or not slurm.available():
         return None
     found = slurm.limits(profile.slurm.partition)
     if found is None:

@@ -34,7 +34,7 @@ from typing import Any, TextIO
 from hpcscale import run, slurm, units
 from hpcscale._fs import write_json
 from hpcscale.config import jobspec
-from hpcscale.config.profiles import SiteProfile
+from hpcscale.config.profiles import SiteProfile, SlurmProfile
 from hpcscale.errors import (
     HpcscaleError,
     ProfileError,
@@ -85,7 +85,7 @@ def _sbatch_path(path: Path, what: str) -> str:
 class BatchScript:
     """Everything the batch script says; :func:`render` turns it into text."""
 
-    profile: SiteProfile
+    profile: SlurmProfile
     spec_path: Path  # absolute
     run_id: str
     runs: Path  # the runs directory (HPCSCALE_RUNS_DIR), absolute
@@ -104,7 +104,7 @@ class BatchScript:
 
 def script_for(profile: SiteProfile, spec_path: Path, run_id: str, **kw: Any) -> BatchScript:
     """A :class:`BatchScript` with the profile's python and the current runs directory."""
-    if profile.slurm is None:
+    if not isinstance(profile, SlurmProfile):
         raise ProfileError(f"site {profile.name} is a local profile: a batch run needs a "
                            "SLURM profile")
     for path in (spec_path, kw.get("summary_file")):
@@ -119,8 +119,6 @@ def script_for(profile: SiteProfile, spec_path: Path, run_id: str, **kw: Any) ->
 def render(b: BatchScript) -> str:
     """The batch script: readable, editable, and valid for a plain ``sbatch``."""
     s = b.profile.slurm
-    if s is None:
-        raise ProfileError(f"site {b.profile.name} is a local profile")
     logs = _sbatch_path(b.rundir.logs, "run directory")
     out, err = (f"{logs}/{p.name}" for p in b.rundir.driver_output)
     head = sbatch_directives(s, job_name=b.rundir.job_name, walltime=s.walltime, cpus=s.cores,
@@ -272,9 +270,9 @@ def in_allocation(profile: SiteProfile) -> SiteProfile:
     """The profile as a driver inside a batch job uses it: the scheduler runs on a
     compute node, so it listens on ``worker_interface`` (where the workers are),
     not the login node's ``interface``."""
-    s = profile.slurm
-    if s is None or not s.worker_interface:
+    if not isinstance(profile, SlurmProfile) or not profile.slurm.worker_interface:
         return profile
+    s = profile.slurm
     return profile.model_copy(update={"slurm": s.model_copy(
         update={"interface": s.worker_interface})})
 
@@ -337,7 +335,8 @@ def drive(
         outcome["output"] = prep.spec.output.path
         rd = RunDir.create(prep.spec, prep.profile, prep.plan, trusted=trust,
                            profile_files=prep.profile_files, run_id=run_id)
-        listen = prep.profile.slurm.interface if prep.profile.slurm else None
+        listen = (prep.profile.slurm.interface
+                  if isinstance(prep.profile, SlurmProfile) else None)
         rd.update(batch=True, batch_job=job_id, pid=os.getpid(), host=os.uname().nodename,
                   driver_node=os.environ.get("SLURMD_NODENAME", os.uname().nodename),
                   scheduler_interface=listen, error=None)

@@ -142,10 +142,15 @@ BAD = [
      r"unknown key 'slurm\.partiton'; valid keys: partition, account"),
     ('parition = "x"\n', r"unknown key 'parition'; valid keys: name, description, extends"),
     ('[slurm]\ncores = 2\n', r"missing required key 'slurm\.partition'"),
-    ('kind = "pbs"\n', r"kind = 'pbs'.*'slurm' or 'local'"),
+    ('kind = "pbs"\n', r"kind = 'pbs': must be one of slurm, local"),
     ('[slurm\npartition = "x"\n', r"TOML syntax error: .*line 1, column"),
     ('name = "other"\n[slurm]\npartition = "x"\n', r"name = 'other' but the file is bad\.toml"),
     ('slurm = 3\n', r"\[slurm\] must be a table"),
+    # the backend is the profile's type: a table of the other backend would be ignored
+    ('[slurm]\npartition = "debug"\n[local]\nworkers = 2\n',
+     r'a slurm profile has no \[local\] table .*set kind = "local"'),
+    ('kind = "local"\n[slurm]\npartition = "debug"\n',
+     r'a local profile has no \[slurm\] table .*set kind = "slurm"'),
 ]
 
 
