@@ -82,3 +82,24 @@ def assert_golden(path: Path, got: str, what: str) -> None:
         f"{what} differs from {path}; if intended, rerun the test with "
         "HPCSCALE_UPDATE_GOLDEN=1 and review the diff of tests/golden/"
     )
+
+
+def apply_step(table: dict[str, Any], a: Any, chunks: Any,
+               dims: tuple[str, ...] = ("t", "y", "x")) -> Any:
+    """Apply one step (a job-spec table) to ``a`` chunked as given; check that what the
+    step declares (``resolve``: chunks, shape, dtype) is what it computes; the values."""
+    import dask.array as da
+    import numpy as np
+
+    from hpcscale.ops import ArrayInfo, parse_step
+
+    arr = da.from_array(a, chunks=chunks)
+    info = ArrayInfo.of(arr, dims[: a.ndim])
+    step = parse_step(table, 1)
+    out_info = step.resolve(info)
+    out = step.apply(arr, info)
+    assert out.chunks == out_info.chunks
+    values = np.asarray(out.compute())
+    assert values.shape == out_info.shape
+    assert values.dtype == out_info.dtype
+    return values

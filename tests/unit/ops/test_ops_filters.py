@@ -6,7 +6,6 @@ import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -14,16 +13,12 @@ import scipy.ndimage as ndi
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from helpers import apply_step
 from hpcscale.errors import JobSpecError
 from hpcscale.ops import FILTERS, MODES, ArrayInfo, filters, parse_step
 
 DIMS3 = ("t", "y", "x")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _synchronous() -> Iterator[None]:
-    with dask.config.set(scheduler="synchronous"):
-        yield
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -38,17 +33,7 @@ def _overlaps_as_small_as_they_come() -> Iterator[None]:
 
 def run(table: dict[str, Any], a: np.ndarray, chunks: Any, dims: tuple[str, ...] = DIMS3) -> Any:
     """Apply one step to ``a`` chunked as given; check the output info; return the values."""
-    arr = da.from_array(a, chunks=chunks)
-    info = ArrayInfo.of(arr, dims[: a.ndim])
-    step = parse_step(table, 1)
-    out_info = step.resolve(info)
-    out = step.apply(arr, info)
-    assert out.chunks == out_info.chunks
-    assert out.dtype == out_info.dtype
-    values = out.compute()
-    assert values.shape == out_info.shape
-    assert values.dtype == out_info.dtype
-    return values
+    return apply_step(table, a, chunks, dims)
 
 
 def assert_same(got: np.ndarray, want: np.ndarray) -> None:

@@ -2,38 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import apply_step
 from hpcscale.errors import JobSpecError
 from hpcscale.ops import MAX_BINS, ArrayInfo, parse_step
 
 DIMS = ("t", "y", "x")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _synchronous() -> Iterator[None]:
-    with dask.config.set(scheduler="synchronous"):
-        yield
-
 
 def run(table: dict[str, Any], a: np.ndarray, chunks: Any) -> Any:
-    arr = da.from_array(a, chunks=chunks)
-    info = ArrayInfo.of(arr, DIMS[: a.ndim])
-    step = parse_step(table, 1)
-    out_info = step.resolve(info)
-    out = step.apply(arr, info)
-    assert out.chunks == out_info.chunks
-    values = out.compute()
-    assert values.shape == out_info.shape
-    assert values.dtype == out_info.dtype == np.int64
+    values = apply_step(table, a, chunks, DIMS)
+    assert values.dtype == np.int64
     return values
 
 

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import apply_step
 from hpcscale.errors import JobSpecError
 from hpcscale.ops import QUANTILE_MAX_SLICE_BYTES, REDUCTIONS, ArrayInfo, parse_step
 
@@ -27,24 +26,10 @@ DIMS = ("t", "y", "x")
 RTOL = {"float64": 1e-12, "float32": 1e-6}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _synchronous() -> Iterator[None]:
-    with dask.config.set(scheduler="synchronous"):
-        yield
-
 
 def run(table: dict[str, Any], a: np.ndarray, chunks: Any) -> Any:
     """Apply one step; check the output info against the real output; return the values."""
-    arr = da.from_array(a, chunks=chunks)
-    info = ArrayInfo.of(arr, DIMS[: a.ndim])
-    step = parse_step(table, 1)
-    out_info = step.resolve(info)
-    out = step.apply(arr, info)
-    assert out.chunks == out_info.chunks
-    values = np.asarray(out.compute())
-    assert values.shape == out_info.shape
-    assert values.dtype == out_info.dtype
-    return values
+    return apply_step(table, a, chunks, DIMS)
 
 
 def numpy_reference(table: dict[str, Any], a: np.ndarray, axes: tuple[int, ...] | None) -> Any:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import pydantic
@@ -29,11 +27,6 @@ from hpcscale.ops import (
 
 DIMS = ("t", "y", "x")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _synchronous() -> Iterator[None]:
-    with dask.config.set(scheduler="synchronous"):
-        yield
 
 
 TABLES: list[dict[str, Any]] = [
