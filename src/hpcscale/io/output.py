@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal, cast, overload
+from typing import Any, Literal, cast
 
 import dask.array as da
 import dask.base
@@ -336,46 +336,6 @@ def default_codec(dtype: np.dtype[Any], zarr_format: int) -> Any:
     return BloscCodec(cname="lz4", clevel=5, shuffle=mode3)
 
 
-@overload
-def write_zarr(
-    data: da.Array,
-    *,
-    path: str | os.PathLike[str],
-    name: str,
-    dims: tuple[str, ...],
-    provenance: Mapping[str, Any],
-    coords: Mapping[str, Any] | None = ...,
-    attrs: Mapping[str, Any] | None = ...,
-    overwrite: bool = ...,
-    zarr_format: int = ...,
-    shards: tuple[int, ...] | None = ...,
-    job: str | None = ...,
-    run: str | None = ...,
-    inputs: Sequence[str] = ...,
-    compute: Literal[True] = ...,
-) -> None: ...
-
-
-@overload
-def write_zarr(
-    data: da.Array,
-    *,
-    path: str | os.PathLike[str],
-    name: str,
-    dims: tuple[str, ...],
-    provenance: Mapping[str, Any],
-    coords: Mapping[str, Any] | None = ...,
-    attrs: Mapping[str, Any] | None = ...,
-    overwrite: bool = ...,
-    zarr_format: int = ...,
-    shards: tuple[int, ...] | None = ...,
-    job: str | None = ...,
-    run: str | None = ...,
-    inputs: Sequence[str] = ...,
-    compute: Literal[False],
-) -> PendingWrite: ...
-
-
 def write_zarr(
     data: da.Array,
     *,
@@ -391,9 +351,10 @@ def write_zarr(
     job: str | None = None,
     run: str | None = None,
     inputs: Sequence[str] = (),
-    compute: bool = True,
-) -> PendingWrite | None:
-    """Write ``data`` as array ``name`` of a new Zarr group at ``path``, or resume it.
+) -> PendingWrite:
+    """Prepare writing ``data`` as array ``name`` of a new Zarr group at ``path``, or
+    resuming it: the store is created (its marker says unfinished) and the blocks still
+    to write are returned as a :class:`PendingWrite` to compute and finalize.
 
     ``coords`` maps a dim name to its 1-D values (dims not in ``dims`` are
     dropped: the operation removed them) or a name to ``(dims, values)`` for
@@ -407,8 +368,6 @@ def write_zarr(
     stray ``.partial`` files removed) instead of refused. ``run`` names the run
     writing it, in the marker. ``inputs`` are the paths ``data`` is read from:
     an output that is, is inside or holds one of them is refused.
-    With ``compute=False`` returns a ``PendingWrite`` to compute and finalize;
-    otherwise computes with the current dask scheduler and finalizes.
     """
     text = os.path.expanduser(os.fspath(path))
     mode = check_output(text, overwrite=overwrite, job=job, inputs=inputs)
@@ -448,14 +407,10 @@ def write_zarr(
         manifest.start()
     blocks = _block_writes(data, text, name, fmt)
     done = manifest.done()
-    pending = PendingWrite(
+    return PendingWrite(
         path=text, blocks={i: d for i, d in blocks.items() if i not in done}, total=len(blocks),
         resumed=len(done & blocks.keys()), partials_removed=partials, manifest=manifest, fmt=fmt,
     )
-    if not compute:
-        return pending
-    pending.compute()
-    return None
 
 
 def _create(

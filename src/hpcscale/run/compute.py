@@ -47,7 +47,7 @@ def write_result(
         coords=_coords(prep), attrs=prep.source.attrs, provenance=_provenance(prep),
         overwrite=prep.overwrite, zarr_format=prep.spec.output.zarr_format,
         shards=tuple(prep.spec.output.shards) if prep.spec.output.shards else None,
-        job=prep.job, run=rundir.run_id, inputs=[prep.spec.input.path], compute=False,
+        job=prep.job, run=rundir.run_id, inputs=[prep.spec.input.path],
     )
     if write.resumed or write.partials_removed:
         reporter.info(f"resuming {write.path}: {write.resumed} of {write.total} blocks already "

@@ -31,7 +31,7 @@ PROVENANCE = {"operation": "histogram", "parameters": {"bins": 5}, "input": Path
 def write(path: Path, data: da.Array = RAGGED, **kw: Any) -> None:
     args: dict[str, Any] = {"name": "result", "dims": ("bin", "x"), "provenance": PROVENANCE}
     args.update(kw)
-    write_zarr(data, path=path, **args)
+    write_zarr(data, path=path, **args).compute()
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -120,7 +120,7 @@ def test_scalar_result(tmp_path: Path) -> None:
         name="mean",
         dims=(),
         provenance={},
-    )
+    ).compute()
     assert float(xr.open_zarr(tmp_path / "s.zarr")["mean"]) == 2.5
 
 
@@ -271,7 +271,7 @@ def test_sharded_write_is_exact(tmp_path: Path) -> None:
 def test_marker_is_false_until_finalize(tmp_path: Path) -> None:
     out = tmp_path / "o.zarr"
     pending = write_zarr(
-        RAGGED, path=out, name="result", dims=("y", "x"), provenance=PROVENANCE, compute=False
+        RAGGED, path=out, name="result", dims=("y", "x"), provenance=PROVENANCE
     )
     marker = read_marker(out)
     assert marker is not None
@@ -308,7 +308,7 @@ def test_marker_of_things_that_are_not_ours(tmp_path: Path) -> None:
 
 def test_finalize_refuses_a_store_that_was_replaced(tmp_path: Path) -> None:
     out = tmp_path / "o.zarr"
-    pending = write_zarr(RAGGED, path=out, name="r", dims=("y", "x"), provenance={}, compute=False)
+    pending = write_zarr(RAGGED, path=out, name="r", dims=("y", "x"), provenance={})
     pending.written(pending.blocks)
     os.remove(out / "zarr.json")
     with pytest.raises(OutputError, match="marker missing"):
@@ -329,7 +329,7 @@ def _chunks(root: Path) -> dict[str, bytes]:
 
 def _start(path: Path, data: da.Array = BIG, **kw: Any) -> output.PendingWrite:
     return write_zarr(data, path=path, name="result", dims=("y", "x"), provenance={},
-                      job=JOB, compute=False, **kw)
+                      job=JOB, **kw)
 
 
 @pytest.mark.parametrize("zarr_format", [3, 2])
