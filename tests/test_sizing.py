@@ -111,3 +111,24 @@ def test_chunk_larger_than_a_worker_is_refused(user_sites: Path) -> None:
 def test_jobs_below_one_refused(user_sites: Path) -> None:
     with pytest.raises(SizingError, match="--jobs 0"):
         sizing.plan(_profile(user_sites), _work(4), 0, LIMITS)
+
+
+def test_local_default_is_threads_in_one_process_and_asked_workers_are_processes(
+    user_sites: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpcscale.cluster import local_kwargs
+
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    local = profiles.load("local").profile
+    default = local_kwargs(local)
+    assert (default["n_workers"], default["threads_per_worker"], default["processes"]) == \
+        (1, 4, False)
+    plan = sizing.plan(local, _work(8), "auto", None)
+    assert (plan.jobs, plan.threads_per_worker) == (1, 4)
+    assert any("threads in one process" in d for d in plan.decisions), plan.decisions
+    asked = local_kwargs(local, 2)
+    assert (asked["n_workers"], asked["threads_per_worker"], asked["processes"]) == (2, 2, True)
+    write_profile(user_sites, "two", 'kind = "local"\n[local]\nworkers = 2\nthreads = 1\n')
+    shaped = local_kwargs(profiles.load("two").profile)
+    assert (shaped["n_workers"], shaped["threads_per_worker"], shaped["processes"]) == \
+        (2, 1, True)

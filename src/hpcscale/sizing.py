@@ -163,7 +163,8 @@ def _plan_local(profile: SiteProfile, workload: Workload, jobs: int | str) -> Pl
 
     kw = local_kwargs(profile, None if jobs == "auto" else int(jobs))
     mem = kw.get("memory_limit") or _local_memory() // kw["n_workers"]
-    why = ("one per core of this machine" if jobs == "auto" else "as asked")
+    why = ("as asked" if kw["processes"] else
+           "threads in one process, one per core of this machine")
     result = Plan(profile.name, "local", kw["n_workers"], 1, kw["threads_per_worker"],
                   int(mem), None, workload, (f"{kw['n_workers']} local worker(s): {why}",))
     result.validate()
