@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -113,22 +114,32 @@ def test_jobs_below_one_refused(user_sites: Path) -> None:
         sizing.plan(_profile(user_sites), _work(4), 0, LIMITS)
 
 
-def test_local_default_is_threads_in_one_process_and_asked_workers_are_processes(
+def test_local_default_is_one_worker_with_a_thread_per_core_but_a_process_per_core_for_gil_work(
     user_sites: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from hpcscale.cluster import local_kwargs
 
     monkeypatch.setattr("os.cpu_count", lambda: 4)
     local = profiles.load("local").profile
-    default = local_kwargs(local)
-    assert (default["n_workers"], default["threads_per_worker"], default["processes"]) == \
-        (1, 4, False)
     plan = sizing.plan(local, _work(8), "auto", None)
     assert (plan.jobs, plan.threads_per_worker) == (1, 4)
-    assert any("threads in one process" in d for d in plan.decisions), plan.decisions
-    asked = local_kwargs(local, 2)
-    assert (asked["n_workers"], asked["threads_per_worker"], asked["processes"]) == (2, 2, True)
+    assert any("one process with a thread per core" in d for d in plan.decisions)
+    kw = local_kwargs(local, plan.jobs)  # what cluster.start gets from the plan
+    assert (kw["n_workers"], kw["threads_per_worker"], kw["processes"]) == (1, 4, True)
+    gil = dataclasses.replace(_work(8), holds_gil=True)
+    plan = sizing.plan(local, gil, "auto", None)
+    assert (plan.jobs, plan.threads_per_worker) == (4, 1)
+    assert any("the work holds the GIL" in d for d in plan.decisions), plan.decisions
+    asked = sizing.plan(local, _work(8), 2, None)
+    assert (asked.jobs, asked.threads_per_worker) == (2, 2)
     write_profile(user_sites, "two", 'kind = "local"\n[local]\nworkers = 2\nthreads = 1\n')
-    shaped = local_kwargs(profiles.load("two").profile)
-    assert (shaped["n_workers"], shaped["threads_per_worker"], shaped["processes"]) == \
-        (2, 1, True)
+    shaped = sizing.plan(profiles.load("two").profile, _work(8), "auto", None)
+    assert (shaped.jobs, shaped.threads_per_worker) == (2, 1)
+
+
+def test_only_the_histogram_holds_the_gil(tmp_path: Path) -> None:
+    from hpcscale.ops import GaussianFilter, Histogram, Reduction
+
+    assert Histogram.HOLDS_GIL
+    assert not Reduction.HOLDS_GIL
+    assert not GaussianFilter.HOLDS_GIL

@@ -182,24 +182,21 @@ def start(
 
 
 def local_kwargs(profile: SiteProfile, jobs: int | None = None) -> dict[str, Any]:
-    """LocalCluster arguments, sized to this machine.
-
-    By default one worker process with a thread per core, in this process: the
-    steps are numpy and scipy.ndimage, which release the GIL, and the threads then
-    share memory with no transfer between processes and no per-task hop through a
-    socket (measured in docs/performance.md: faster than worker processes at every
-    chunk count tried). Worker processes where they are asked for: the profile's
-    ``workers`` or ``--jobs``, each with its share of the cores (``threads``).
+    """LocalCluster arguments: ``jobs`` worker processes (the profile's ``workers``
+    first), each with its share of the cores; by default one worker with a thread
+    per core. Every step but the histogram is numpy or scipy.ndimage, which release
+    the GIL, and a worker's threads share memory with no transfer between processes
+    (measured in docs/performance.md: faster than a process per core, except for
+    the histogram, for which :func:`hpcscale.sizing.plan` asks a process per core).
     """
     settings = profile.local
     ncores = os.cpu_count() or 1
-    asked = settings.workers or jobs
-    workers = asked or 1
+    workers = settings.workers or jobs or 1
     threads = settings.threads or max(1, ncores // workers)
     kwargs: dict[str, Any] = {
         "n_workers": workers,
         "threads_per_worker": threads,
-        "processes": bool(asked),
+        "processes": True,
         "dashboard_address": "127.0.0.1:0",
         # A failed task's traceback would reach the terminal from each worker;
         # the driver reports the failure in one line instead.

@@ -200,6 +200,7 @@ def _workload(spec: JobSpec, info: ArrayInfo, out: ArrayInfo) -> sizing.Workload
         bytes_in=math.prod(info.shape) * info.dtype.itemsize,
         bytes_out=math.prod(out.shape) * out.dtype.itemsize,
         output_chunks=math.prod(len(c) for c in out.chunks) if out.chunks else 1,
+        holds_gil=any(step.HOLDS_GIL for step in spec.steps),
     )
 
 

@@ -7,6 +7,7 @@ The plan is decided before anything is submitted, printed by ``plan`` and
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 from hpcscale import units
@@ -33,6 +34,9 @@ class Workload:
     bytes_in: int
     bytes_out: int
     output_chunks: int = 1
+    # a step's work holds the GIL (numpy's histogram): threads of one process do not
+    # run it in parallel, worker processes do
+    holds_gil: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,10 +165,16 @@ def _refuse_impossible(profile: SiteProfile, limits: Limits) -> None:
 def _plan_local(profile: SiteProfile, workload: Workload, jobs: int | str) -> Plan:
     from hpcscale.cluster import local_kwargs
 
-    kw = local_kwargs(profile, None if jobs == "auto" else int(jobs))
+    ncores = os.cpu_count() or 1
+    auto = min(ncores, 4) if workload.holds_gil else None
+    kw = local_kwargs(profile, auto if jobs == "auto" else int(jobs))
     mem = kw.get("memory_limit") or _local_memory() // kw["n_workers"]
-    why = ("as asked" if kw["processes"] else
-           "threads in one process, one per core of this machine")
+    if jobs != "auto" or profile.local.workers:
+        why = "as asked"
+    elif workload.holds_gil:
+        why = "one process per core of this machine: the work holds the GIL"
+    else:
+        why = "one process with a thread per core of this machine"
     result = Plan(profile.name, "local", kw["n_workers"], 1, kw["threads_per_worker"],
                   int(mem), None, workload, (f"{kw['n_workers']} local worker(s): {why}",))
     result.validate()
