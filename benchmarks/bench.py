@@ -20,7 +20,7 @@ from benchmarks import compare, contestants, inputs, measure, report
 from benchmarks.cases import CASES, Case, parse_cases
 
 ORDER = ("numpy", "read-only", "threaded", "jobqueue", "hpcscale-testbed", "hpcscale-local",
-         "script-local")
+         "script-local", "hpcscale-default")
 
 
 def _say(text: str) -> None:
@@ -37,6 +37,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    f"16x2048x2048 (default {','.join(inputs.DEFAULT_SIZES)}; with --quick "
                    f"{','.join(inputs.QUICK_SIZES)})")
     p.add_argument("--quick", action="store_true", help="tiny inputs (a smoke test)")
+    p.add_argument("--many-chunks", action="store_true",
+                   help="instead: mean along z with 16k and 262k chunks against dask "
+                        "threaded and a plain LocalCluster (see benchmarks/many.py; "
+                        "--many-chunks --help for its options)")
     p.add_argument("--cases", help=f"comma-separated, of {', '.join(CASES)} (default all)")
     known = (*contestants.CONTESTANTS, *contestants.OPTIONAL)
     p.add_argument("--contestants", help=f"comma-separated, of {', '.join(known)} (default: "
@@ -75,6 +79,15 @@ def _contestants(text: str | None, slurm_up: bool) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    given = sys.argv[1:] if argv is None else argv
+    if "--many-chunks" in given:  # the many-chunk case: its own inputs and contestants
+        from benchmarks import many
+
+        rest = [a for a in given if a != "--many-chunks"]
+        if "--out" not in rest:
+            rest += ["--out", str(parse_args([]).out / "many-chunks")]
+        many.main(rest)
+        return
     args = parse_args(argv)
     sizes_text = args.sizes or ",".join(inputs.QUICK_SIZES if args.quick
                                         else inputs.DEFAULT_SIZES)

@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 JOBS = 2  # SLURM jobs x 1 core, local workers x 1 thread, threads: the same 2 cores
 CONTESTANTS = ("numpy", "threaded", "read-only", "jobqueue", "hpcscale-testbed",
                "hpcscale-local")
-OPTIONAL = ("script-local",)  # the hand-written script on a LocalCluster
+# the hand-written script on a LocalCluster; hpcscale with the local default site
+OPTIONAL = ("script-local", "hpcscale-default")
 SLURM_CONTESTANTS = ("jobqueue", "hpcscale-testbed")
 LOCAL_CONTESTANTS = tuple(c for c in CONTESTANTS if c not in SLURM_CONTESTANTS)
 
@@ -110,7 +111,7 @@ def run(contestant: str, case: Case, size: Size, inp: Path, setup: Setup) -> dic
             _baseline(contestant, case, inp, output, work, setup, record)
         elif contestant in ("jobqueue", "script-local"):
             _script(contestant, case, inp, output, work, setup, record)
-        elif contestant in ("hpcscale-testbed", "hpcscale-local"):
+        elif contestant in ("hpcscale-testbed", "hpcscale-local", "hpcscale-default"):
             _hpcscale(contestant, case, inp, output, work, setup, record)
         else:
             raise ValueError(f"unknown contestant {contestant!r}")
@@ -273,6 +274,8 @@ def _hpcscale(kind: str, case: Case, inp: Path, output: Path, work: Path, setup:
     cli = [str(exe)] if exe.exists() else [sys.executable, "-m", "hpcscale"]
     site = "bench-testbed" if slurm else "bench-local"
     cmd = [*cli, "--json", "submit", str(spec_path), "--site", site, "--jobs", str(JOBS)]
+    if kind == "hpcscale-default":  # what a user gets: the local site as it comes
+        cmd = [*cli, "--json", "submit", str(spec_path), "--site", "local"]
     (work / "command.txt").write_text(" ".join(cmd) + "\n")
     runs = setup.out / "hpcscale-runs"
     before = set(runs.iterdir()) if runs.is_dir() else set()
@@ -285,7 +288,7 @@ def _hpcscale(kind: str, case: Case, inp: Path, output: Path, work: Path, setup:
             names = [f"hpcscale-{p.name}" for p in new_runs]
             record["left_in_queue"] = _sweep(setup.slurm_env, names=names)
     record["wall_s"] = wall
-    record["threads_per_worker"] = 1
+    record["threads_per_worker"] = (os.cpu_count() or 1) if kind == "hpcscale-default" else 1
     run_dir = new_runs[-1] if new_runs else None
     record["run_dir"] = str(run_dir) if run_dir else None
     if code != 0:

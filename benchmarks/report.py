@@ -97,7 +97,8 @@ def rows(runs: Runs, sizes: list[Size], cases: list[Case]) -> list[dict[str, Any
                                    "bytes": size.nbytes}
             for c in ("numpy", "threaded", "read-only"):
                 row[f"{c}_s"] = _t(rec(c), "compute_s")
-            for c in ("jobqueue", "script-local", "hpcscale-testbed", "hpcscale-local"):
+            for c in ("jobqueue", "script-local", "hpcscale-testbed", "hpcscale-local",
+                      "hpcscale-default"):
                 row[f"{c}_wall_s"] = _t(rec(c), "wall_s")
                 row[f"{c}_compute_s"] = _t(rec(c), "compute_s")
             for name, subject, script in (("testbed", tb, rec("jobqueue")),
@@ -109,6 +110,10 @@ def rows(runs: Runs, sizes: list[Size], cases: list[Case]) -> list[dict[str, Any
                     b = _t(rec(base), "compute_s")
                     row[f"{name}_vs_{base}"] = _ratio(b, comp)
                     row[f"{name}_vs_{base}_e2e"] = _ratio(b, wall)
+            row["default_vs_threaded"] = _ratio(_t(rec("threaded"), "compute_s"),
+                                                _t(rec("hpcscale-default"), "compute_s"))
+            row["default_vs_local"] = _ratio(_t(loc, "compute_s"),
+                                             _t(rec("hpcscale-default"), "compute_s"))
             row["correct"] = {c: r.get("correct") for (s, k, c), r in runs.items()
                               if s == size.label and k == case.name}
             out.append(row)
@@ -250,6 +255,12 @@ def render(result: dict[str, Any]) -> str:
         "x chunk = above / (chunk bytes x threads per worker)",
         *_startup_table(result),
     ]
+    for row in result["rows"]:
+        if row.get("hpcscale-default_compute_s") is not None:
+            lines.append(f"hpcscale-default (--site local as it comes) {row['case']}@"
+                         f"{row['size']}: compute {row['hpcscale-default_compute_s']:.2f} s; "
+                         f"threaded / default {_f(row['default_vs_threaded'])}, "
+                         f"hpcscale-local (2 processes) / default {_f(row['default_vs_local'])}")
     for s in result["sizes"]:
         ro = [r.get("gbps") for r in result["runs"]
               if r["contestant"] == "read-only" and r["size"] == s["label"] and r.get("ok")]

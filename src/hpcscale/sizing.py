@@ -7,6 +7,7 @@ The plan is decided before anything is submitted, printed by ``plan`` and
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 from hpcscale import units
@@ -33,6 +34,9 @@ class Workload:
     bytes_in: int
     bytes_out: int
     output_chunks: int = 1
+    # a step's work holds the GIL (numpy's histogram): threads of one process do not
+    # run it in parallel, worker processes do
+    holds_gil: bool = False
 
 
 @dataclass(frozen=True)
@@ -177,19 +181,36 @@ def _refuse_impossible(profile: SlurmProfile, limits: Limits, walltime: int,
 
 def _plan_local(profile: LocalProfile, workload: Workload, jobs: int | str,
                 walltime: int | None = None) -> Plan:
-    from hpcscale.cluster import local_kwargs
-
-    kw = local_kwargs(profile, None if jobs == "auto" else int(jobs))
-    mem = kw.get("memory_limit") or _local_memory() // kw["n_workers"]
-    why = ("one per core of this machine" if jobs == "auto" else "as asked")
-    decisions = [f"{kw['n_workers']} local worker(s): {why}"]
+    workers, threads = _local_layout(profile, jobs, workload.holds_gil)
+    mem = (profile.local.memory or _local_memory()) // workers
+    if jobs != "auto" or profile.local.workers:
+        why = "as asked"
+    elif workload.holds_gil:
+        why = "one process per core of this machine: the work holds the GIL"
+    else:
+        why = "one process with a thread per core of this machine"
+    decisions = [f"{workers} local worker(s): {why}"]
     if walltime is not None:
         decisions.append(f"the job spec's [run] walltime {units.format_walltime(walltime)} "
                          f"applies to SLURM jobs only; site {profile.name} is local: no limit")
-    result = Plan(profile.name, "local", kw["n_workers"], 1, kw["threads_per_worker"],
-                  int(mem), None, workload, tuple(decisions))
+    result = Plan(profile.name, "local", workers, 1, threads, int(mem), None, workload,
+                  tuple(decisions))
     result.validate()
     return result
+
+
+def _local_layout(profile: LocalProfile, jobs: int | str, holds_gil: bool) -> tuple[int, int]:
+    """Worker processes and threads per worker on this machine: the profile's, else the
+    asked number of workers, else by default one worker with a thread per core. Every
+    step but the histogram is numpy or scipy.ndimage, which release the GIL, and a
+    worker's threads share memory with no transfer between processes (measured in
+    docs/performance.md: faster than a process per core, except for the histogram,
+    which gets a process per core, at most 4)."""
+    ncores = os.cpu_count() or 1
+    auto = min(ncores, 4) if holds_gil else 1
+    workers = profile.local.workers or (auto if jobs == "auto" else int(jobs))
+    threads = profile.local.threads or max(1, ncores // workers)
+    return workers, threads
 
 
 def _local_memory() -> int:

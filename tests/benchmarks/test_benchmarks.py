@@ -58,6 +58,31 @@ def test_quick_run_has_every_case_and_contestant_and_right_answers(tmp_path: Pat
     print(f"smoke run: {seconds:.0f} s")
 
 
+def test_many_chunks_quick_run_times_hpcscale_beside_threaded_and_measures_the_graph(
+    tmp_path: Path,
+) -> None:
+    results = tmp_path / "many.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPCSCALE_")}
+    proc = subprocess.run(
+        [str(REPO / "benchmarks" / "run"), "--many-chunks", "--quick", "--cases",
+         "unwritten-16k", "--contestants", "threaded,hpcscale-local,graph",
+         "--out", str(tmp_path / "bench"), "--json", str(results)],
+        capture_output=True, text=True, timeout=240, env=env, check=False, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, f"benchmarks/run failed:\n{proc.stdout}\n{proc.stderr}"
+    case = json.loads(results.read_text())["cases"]["unwritten-16k"]
+    assert case["nchunks"] == 128
+    runs = case["runs"]
+    assert all(r["ok"] for r in runs.values()), runs
+    assert runs["threaded"]["compute_s"] > 0
+    assert runs["hpcscale-local"]["compute_s"] > 0
+    assert runs["hpcscale-local"]["blocks"] == 64
+    assert runs["hpcscale-local"]["driver_peak"] > 0
+    assert runs["graph"]["hpcscale_blocks"] == 64
+    assert runs["graph"]["hpcscale_tasks"] > 64
+    assert "unwritten-16k | 128 |" in proc.stdout
+
+
 @pytest.mark.parametrize(
     ("text", "shape", "chunks"),
     [("1GiB", (64, 2048, 2048), (8, 512, 512)), ("256MiB", (16, 2048, 2048), (8, 512, 512)),

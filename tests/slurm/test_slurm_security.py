@@ -3,6 +3,7 @@ can read; another Unix user and plain TCP clients are refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import ssl
@@ -18,8 +19,9 @@ import psutil
 import pytest
 from distributed import Client
 
-from hpcscale import cluster
+from hpcscale import cluster, sizing
 from hpcscale.config import profiles
+from hpcscale.rundir import RunDir
 
 pytestmark = pytest.mark.slurm
 
@@ -53,7 +55,10 @@ def scheduler(testbed: Path, open_dir: Path) -> Iterator[tuple[Any, Client, Path
     run_dir = open_dir / "run"
     run_dir.mkdir(mode=0o755)
     prof = profiles.load("testbed").profile
-    with cluster.start(prof, jobs=0, job_name="hpcscale-sectest", run_dir=run_dir) as (c, cl):
+    # no worker job: the scheduler alone is what these tests look at
+    plan = dataclasses.replace(sizing.plan(prof, sizing.Workload(1, 1, 1, 1), 1), jobs=0)
+    rd = RunDir("sectest", run_dir)
+    with cluster.start(prof, plan, job_name="hpcscale-sectest", run_dir=rd) as (c, cl):
         yield c, cl, run_dir
 
 

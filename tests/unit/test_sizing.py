@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -193,7 +194,7 @@ def test_spec_walltime_on_a_local_site_is_said_not_to_apply() -> None:
 
 def test_spec_walltime_reaches_the_worker_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                ) -> None:
-    """prepare -> plan -> execute -> cluster.start(walltime=...) -> sbatch --time."""
+    """prepare -> plan -> execute -> cluster.start(plan with the walltime) -> sbatch --time."""
     import zarr
 
     from hpcscale import cluster, run, slurm
@@ -214,8 +215,8 @@ def test_spec_walltime_reaches_the_worker_jobs(tmp_path: Path, monkeypatch: pyte
     class Started(Exception):
         pass
 
-    def fake_start(profile: object, **kw: object) -> object:
-        seen.update(kw)
+    def fake_start(profile: object, plan: sizing.Plan, **kw: object) -> object:
+        seen["walltime"] = plan.walltime
         raise Started
 
     monkeypatch.setattr(cluster, "start", fake_start)
@@ -239,3 +240,34 @@ def test_sacctmgr_associations_give_the_tightest_limits(monkeypatch: pytest.Monk
                        "MaxSubmitJobs": "", "MaxWall": ""}
     monkeypatch.setattr(slurm, "run", lambda cmd, **kw: canned)
     assert slurm.association() == {"MaxJobs": 2, "MaxSubmitJobs": 8, "MaxWall": 3600}
+
+
+def test_local_default_is_one_worker_with_a_thread_per_core_but_a_process_per_core_for_gil_work(
+    user_sites: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpcscale.cluster.local import cluster_kwargs
+
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    local = profiles.load("local").profile
+    plan = sizing.plan(local, _work(8), "auto", None)
+    assert (plan.jobs, plan.threads_per_worker) == (1, 4)
+    assert any("one process with a thread per core" in d for d in plan.decisions)
+    kw = cluster_kwargs(local, plan)  # what cluster.start makes of the plan
+    assert (kw["n_workers"], kw["threads_per_worker"], kw["processes"]) == (1, 4, True)
+    gil = dataclasses.replace(_work(8), holds_gil=True)
+    plan = sizing.plan(local, gil, "auto", None)
+    assert (plan.jobs, plan.threads_per_worker) == (4, 1)
+    assert any("the work holds the GIL" in d for d in plan.decisions), plan.decisions
+    asked = sizing.plan(local, _work(8), 2, None)
+    assert (asked.jobs, asked.threads_per_worker) == (2, 2)
+    write_profile(user_sites, "two", 'kind = "local"\n[local]\nworkers = 2\nthreads = 1\n')
+    shaped = sizing.plan(profiles.load("two").profile, _work(8), "auto", None)
+    assert (shaped.jobs, shaped.threads_per_worker) == (2, 1)
+
+
+def test_only_the_histogram_holds_the_gil(tmp_path: Path) -> None:
+    from hpcscale.ops import GaussianFilter, Histogram, Reduction
+
+    assert Histogram.HOLDS_GIL
+    assert not Reduction.HOLDS_GIL
+    assert not GaussianFilter.HOLDS_GIL

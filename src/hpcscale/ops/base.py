@@ -117,6 +117,8 @@ class StepModel(BaseModel):
     FORMS: ClassVar[dict[str, str]]
     # Keys listed after the step's own ones (the options every filter shares).
     TRAILING: ClassVar[tuple[str, ...]] = ()
+    # The step's block function holds the GIL: a local run uses a process per core.
+    HOLDS_GIL: ClassVar[bool] = False
     _index: int | None = PrivateAttr(default=None)
 
     # The step number is for messages only: two steps with the same parameters are equal.

@@ -44,6 +44,7 @@ class Histogram(StepModel):
     """``histogram = <bins>`` over ``axis`` with ``range = [lo, hi]``."""
 
     KIND = "histogram"
+    HOLDS_GIL = True  # numpy's histogram: 1.06x on 2 threads (docs/performance.md)
     FORMS: ClassVar[dict[str, str]] = {
         "histogram": f"the number of bins, an integer between 1 and {MAX_BINS}",
         "range": "[lo, hi], two finite numbers with lo < hi",

@@ -194,6 +194,7 @@ def _workload(spec: JobSpec, info: ArrayInfo, out: ArrayInfo) -> sizing.Workload
         bytes_in=math.prod(info.shape) * info.dtype.itemsize,
         bytes_out=math.prod(out.shape) * out.dtype.itemsize,
         output_chunks=math.prod(len(c) for c in out.chunks) if out.chunks else 1,
+        holds_gil=any(step.HOLDS_GIL for step in spec.steps),
     )
 
 
@@ -241,8 +242,7 @@ def execute(
     try:
         walltime = prep.plan.walltime or 0
         with _signals_raise(), cluster.start(
-            prep.profile, jobs=prep.plan.jobs, job_name=job_name, run_dir=rundir,
-            walltime=walltime or None,
+            prep.profile, prep.plan, job_name=job_name, run_dir=rundir,
             worker_extra_args=watch.worker_args(walltime) if walltime else None,
         ) as (clus, client):
             watcher = (watch.JobWatcher(clus, walltime, reporter.info, job_name=job_name)

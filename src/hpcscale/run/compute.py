@@ -1,26 +1,30 @@
 """Compute a prepared graph on a running cluster and write it to Zarr, block by block.
 
-Each output block is one future. As blocks finish, the driver records them
-in the store's manifest, so a run killed at any moment resumes from what
-was written (:mod:`hpcscale.io.manifest`). While it waits it reports
-progress, lets the job watcher replace lost and retiring jobs, and samples
-the cluster into the run's timeline for the report.
+Each output block is one future. As blocks finish, the driver hands them to
+its observers (:mod:`hpcscale.run.callbacks`): the store's manifest records them,
+so a run killed at any moment resumes from what was written
+(:mod:`hpcscale.io.manifest`); progress is reported, the job watcher replaces
+lost and retiring jobs, and the cluster is sampled into the run's timeline.
 """
 
 from __future__ import annotations
 
 import contextlib
+import queue
 import resource
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from distributed import performance_report, wait
+from distributed import performance_report
 
 from hpcscale import __version__
 from hpcscale.errors import InputError, RunError
 from hpcscale.io import output
 from hpcscale.io._source import one_line
 from hpcscale.ops import BIN_DIM, Histogram
+from hpcscale.run import callbacks as callbacks_
+from hpcscale.run.callbacks import Callback, Index
 from hpcscale.rundir import DASK_REPORT, DASK_REPORT_AFTER
 
 if TYPE_CHECKING:
@@ -28,8 +32,8 @@ if TYPE_CHECKING:
     from hpcscale.run import Prepared, Reporter
     from hpcscale.rundir import RunDir
 
-POLL = 0.5  # seconds between progress updates
-SAMPLE = 1.0  # seconds between timeline samples
+POLL = 0.5  # seconds the loop sleeps when no block finishes: the callbacks' resolution
+FAILED = ("error", "cancelled")
 
 
 def write_result(
@@ -55,11 +59,23 @@ def write_result(
     with _DaskReport(filename=str(rundir.path / DASK_REPORT)):  # type: ignore[no-untyped-call]
         indices = list(write.blocks)
         futures = client.compute(list(write.blocks.values())) if indices else []
-        _follow(client, dict(zip(indices, futures, strict=True)), write, reporter, watcher,
-                rundir, prep.plan.workload.bytes_out)
+        follow(client, dict(zip(indices, futures, strict=True)),
+               observers(client, write, reporter, watcher, rundir),
+               write.path, prep.plan.workload.bytes_out)
         write.finalize()  # the result is complete before dask renders its report
         seconds = time.monotonic() - t0
     return write, seconds
+
+
+def observers(client: Any, write: output.PendingWrite, reporter: Reporter,
+              watcher: watch.JobWatcher | None, rundir: RunDir) -> list[Callback]:
+    """A run's observers of its compute loop: the manifest first (a block is on record
+    before anything reports it), then the watcher, progress and the timeline."""
+    found: list[Callback] = [callbacks_.Manifest(write)]
+    if watcher is not None:
+        found.append(callbacks_.Watcher(client, watcher))
+    found += [callbacks_.Progress(client, reporter), callbacks_.Timeline(client, rundir, write)]
+    return found
 
 
 class _DaskReport(performance_report):
@@ -99,40 +115,47 @@ def _coords(prep: Prepared) -> dict[str, Any]:
     return coords
 
 
-def _follow(
-    client: Any, futures: dict[tuple[int, ...], Any], write: output.PendingWrite,
-    reporter: Reporter, watcher: watch.JobWatcher | None, rundir: RunDir, bytes_out: int,
-) -> None:
-    """Until every block is written: record finished blocks, report progress,
-    poll the watcher, sample the timeline. A failed block ends the run."""
-    pending = dict(futures)
-    # the graph's size as submitted: a fast run may be done before the first round
-    total = client.run_on_scheduler(_remaining_tasks) if pending else 0
-    last_sample = 0.0
-    while True:
-        finished = [i for i, f in pending.items() if f.status == "finished"]
-        write.written(finished)
-        for i in finished:
-            del pending[i]
-        failed = next((f for f in pending.values() if f.status in ("error", "cancelled")), None)
-        if failed is not None:
-            raise _failure(failed, write.path, bytes_out)
-        if watcher is not None:
-            watcher.poll(len(client.scheduler_info(n_workers=-1)["workers"]))
-        remaining = client.run_on_scheduler(_remaining_tasks) if pending else 0
-        total = max(total, remaining)
-        reporter.progress(total - remaining, total)
-        now = time.monotonic()
-        if now - last_sample >= SAMPLE or not pending:
-            rundir.sample(client, phase="computing",
-                          blocks=write.total - len(pending), total=write.total)
-            last_sample = now
-        if not pending:
-            return
-        # back at once when a block finishes, else after POLL for progress
-        with contextlib.suppress(TimeoutError):
-            wait(list(pending.values()), timeout=POLL,  # type: ignore[no-untyped-call]
-                 return_when="FIRST_COMPLETED")
+def follow(client: Any, futures: dict[Index, Any], callbacks: Sequence[Callback],
+           path: str, bytes_out: int) -> None:
+    """Wait until every block's future has finished, handing each batch of finished
+    blocks to ``callbacks`` (see :mod:`hpcscale.run.callbacks`). A failed block ends the run.
+
+    The driver keeps its own count: each future tells a queue when it is done, so a
+    round costs the blocks it finished plus what the callbacks do at their own rates,
+    whatever the size of the graph.
+    """
+    done: queue.SimpleQueue[Index] = queue.SimpleQueue()
+    for index, future in futures.items():
+        future.add_done_callback(lambda _f, i=index: done.put(i))
+    for cb in callbacks:
+        cb.on_compute_start(len(futures))
+    left = len(futures)
+    complete = False
+    try:
+        while left:
+            # back at once when a block finishes, else after POLL for the callbacks
+            batch = []
+            with contextlib.suppress(queue.Empty):
+                batch.append(done.get(timeout=POLL))
+                while True:
+                    batch.append(done.get_nowait())
+            # a future's callback runs once it is finished, erred or cancelled; a
+            # finished block stays written even if its (empty) result is lost later
+            failed = next((futures[i] for i in batch if futures[i].status in FAILED), None)
+            finished = [i for i in batch if futures[i].status not in FAILED]
+            left -= len(finished)
+            if finished:
+                for cb in callbacks:
+                    cb.on_blocks_done(finished)
+            if failed is not None:
+                raise _failure(failed, path, bytes_out)
+            now = callbacks_.clock()
+            for cb in callbacks:
+                cb.on_round(now)
+        complete = True
+    finally:
+        for cb in callbacks:
+            cb.on_compute_end(complete)
 
 
 def _failure(future: Any, path: str, bytes_out: int) -> Exception:
@@ -148,11 +171,6 @@ def _failure(future: Any, path: str, bytes_out: int) -> Exception:
     if isinstance(err, InputError):  # names the input and the chunk or file that failed
         return RunError(f"{one_line(err)}{kept.replace('re-run', 'fix the input, then re-run')}")
     return RunError(f"computation failed: {type(err).__name__}: {one_line(err)}{kept}")
-
-
-def _remaining_tasks(dask_scheduler: Any = None) -> int:
-    states = ("released", "waiting", "queued", "processing", "no-worker")
-    return sum(1 for ts in dask_scheduler.tasks.values() if ts.state in states)
 
 
 def peak_memory(client: Any) -> dict[str, int]:
