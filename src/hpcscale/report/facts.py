@@ -14,8 +14,8 @@ from hpcscale.report.record import (
     memory_limit,
     number,
     peaks,
-    state_of,
 )
+from hpcscale.rundir import RunState
 
 __all__ = ["JobTimes", "facts", "fmt_bytes", "fmt_secs", "job_times"]
 
@@ -107,7 +107,7 @@ def facts(rec: RunRecord) -> list[tuple[str, str, str]]:
                  f"{fmt_bytes(s.get('bytes_in'))} / {fmt_bytes(s.get('bytes_out'))}"))
     compute = number(s.get("compute_s"))
     rows.append(("compute time", "-", fmt_secs(compute)))
-    if compute and state_of(rec) == "done":
+    if compute and rec.state.state == RunState.DONE:
         rates = [f"{fmt_bytes((number(s.get(k)) or 0) / compute)}/s"
                  for k in ("bytes_in", "bytes_out")]
         rows.append(("throughput in / out", "-", " / ".join(rates)))
