@@ -45,13 +45,19 @@ def status(run_id: str) -> dict[str, Any]:
     job left the queue without its driver recording an end is shown as ``lost``.
     """
     rd = find(run_id)
-    queued = slurm.queue(name=_job_name(rd)) if slurm.available() else {}
+    unanswered = ""
+    try:
+        queued = slurm.queue(name=_job_name(rd)) if slurm.available() else {}
+    except slurm.SlurmUnavailable as err:
+        # no answer says nothing about the jobs: show the run's own record only
+        queued, unanswered = {}, str(err)
+    answered = slurm.available() and not unanswered
     state = rd.state()  # read after squeue: a driver that ended has recorded it by now
     batch_job = state.get("batch_job")
     shown = state.get("state", "?")
     if shown == "written" and queued:
         shown = "pending"  # a script submitted by hand: its job is queued
-    elif shown in _ACTIVE and batch_job and slurm.available() and batch_job not in queued:
+    elif shown in _ACTIVE and batch_job and answered and batch_job not in queued:
         shown = "lost"
         state.setdefault("error", f"batch job {batch_job} left the queue before its driver "
                          f"recorded an end; see `hpcscale logs {rd.run_id}`")
@@ -69,6 +75,8 @@ def status(run_id: str) -> dict[str, Any]:
         if state.get(key) not in (None, ""):
             info[key] = state[key]
     info["jobs"] = jobs
+    if unanswered:
+        info["slurm"] = f"did not answer, jobs unknown: {unanswered}"
     return info
 
 
@@ -76,7 +84,9 @@ def cancel(run_id: str, settle: float = 15.0) -> list[str]:
     """Cancel every SLURM job named ``hpcscale-<run id>``, a batch run's driver job too.
 
     For a batch run, keep looking (up to ``settle`` seconds) until none is left:
-    its driver may submit a worker between our squeue and its own end.
+    its driver may submit a worker between our squeue and its own end. When SLURM
+    does not answer, :class:`slurm.SlurmUnavailable` says so and the run is not
+    marked cancelled.
     """
     rd = find(run_id)
     name = _job_name(rd)
@@ -127,7 +137,12 @@ def _driver_alive(state: dict[str, Any]) -> bool:
 
 
 def cleanup() -> list[str]:
-    """Cancel jobs of runs on this host whose driver process no longer exists."""
+    """Cancel jobs of runs on this host whose driver process no longer exists.
+
+    A batch run counts as orphaned only when a working squeue no longer lists its
+    batch job; when SLURM does not answer, :class:`slurm.SlurmUnavailable` ends the
+    cleanup and nothing is cancelled on a guess.
+    """
     cancelled: list[str] = []
     for rd in list_runs():
         state = rd.state()
