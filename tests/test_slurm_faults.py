@@ -3,7 +3,6 @@ walltime much shorter than the work."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -21,7 +20,7 @@ import xarray as xr
 import zarr
 from scipy import ndimage
 
-from conftest import REPO, write_profile
+from conftest import REPO, blocking_zarr, feed_fifo, fifo_reader, write_profile
 
 pytestmark = pytest.mark.slurm
 
@@ -132,13 +131,8 @@ def _blocking_job(tmp_path: Path, planes: int = 12) -> tuple[Path, Path, bytes, 
     """A mean over planes whose one input chunk is a named pipe: the task reading it
     blocks until the test writes the chunk's bytes, so the run is computing, and
     cannot end, until the test says so."""
-    data = np.random.default_rng(7).random((planes, 64, 64)).astype("float32")
     inp = tmp_path / "in.zarr"
-    zarr.create_array(inp, shape=data.shape, chunks=(1, 64, 64), dtype="float32")[...] = data
-    chunk = inp / "c" / str(planes // 2) / "0" / "0"
-    payload = chunk.read_bytes()
-    chunk.unlink()
-    os.mkfifo(chunk)
+    data, chunk, payload = blocking_zarr(inp, planes)
     spec = tmp_path / "job.toml"
     spec.write_text(f"""
 [input]
@@ -152,42 +146,17 @@ path = "{tmp_path / 'out.zarr'}"
     return spec, chunk, payload, data.astype("float64").mean(axis=0)
 
 
-def _reader(fifo: Path, timeout: float = 180) -> int:
-    """Once a task has the pipe open to read it: a write end (kept open: closing it
-    before the bytes are written would end the reader's read empty)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as err:
-            if err.errno != errno.ENXIO or time.monotonic() > deadline:
-                raise
-        time.sleep(0.05)  # polling for the event "a task opened the chunk"
-
-
-def _feed(fifo: Path, payload: bytes, held: int) -> None:
-    """Write the chunk to the task that reads it now (a second one, when the first
-    one's worker was lost), then close every write end."""
-    fd = _reader(fifo)
-    try:
-        os.set_blocking(fd, True)
-        os.write(fd, payload)
-    finally:
-        os.close(fd)
-        os.close(held)
-
-
 def test_scancel_of_one_of_three_jobs_mid_run(testbed: Path, tmp_path: Path) -> None:
     spec, fifo, payload, want = _blocking_job(tmp_path)
     driver = Driver(spec)
     try:
-        held = _reader(fifo)  # computing: a task waits for the chunk, the run cannot end
+        held = fifo_reader(fifo)  # computing: a task waits for the chunk, the run cannot end
         running = [j for j, s in _squeue(driver.job_name) if s == "RUNNING"]
         assert len(running) == 3, _squeue(driver.job_name)
         victim = running[0]
         subprocess.run(["scancel", victim], check=True)
         driver.wait_for(f"job {victim} was lost", timeout=120)
-        _feed(fifo, payload, held)
+        feed_fifo(fifo, payload, held)
         summary, err = driver.finish()
     finally:
         driver.kill()
@@ -211,7 +180,7 @@ def test_a_controller_outage_mid_run_cancels_and_submits_nothing(
     spec, fifo, payload, want = _blocking_job(tmp_path)
     driver = Driver(spec)
     try:
-        held = _reader(fifo)  # the middle of the run: a task waits for the chunk
+        held = fifo_reader(fifo)  # the middle of the run: a task waits for the chunk
         first = sorted(j for j, s in _squeue(driver.job_name) if s == "RUNNING")
         assert len(first) == 3, _squeue(driver.job_name)
         try:
@@ -226,7 +195,7 @@ def test_a_controller_outage_mid_run_cancels_and_submits_nothing(
         # still computing (the chunk is not written yet), on the same three jobs
         assert sorted(j for j, s in _squeue(driver.job_name) if s == "RUNNING") == first
         assert driver.proc.poll() is None
-        _feed(fifo, payload, held)
+        feed_fifo(fifo, payload, held)
         summary, err = driver.finish()
     finally:
         driver.kill()
@@ -238,25 +207,28 @@ def test_a_controller_outage_mid_run_cancels_and_submits_nothing(
     _check(tmp_path, want)
 
 
-@pytest.mark.timeout(480)  # the work must outlast a 60 s walltime, several times over
+@pytest.mark.timeout(480)  # a worker must retire: its lifetime is ~40 s of a 60 s walltime
 def test_walltime_shorter_than_the_work_completes(
-    testbed: Path, cli, tmp_path: Path, user_sites: Path  # type: ignore[no-untyped-def]
+    testbed: Path, tmp_path: Path, user_sites: Path
 ) -> None:
-    # The short partition's MaxTime is 1 minute; the work takes well over that.
+    # The short partition's MaxTime is 1 minute. The run cannot end before the test
+    # feeds its blocked chunk, which it does once a worker job has retired: the work
+    # outlasts a walltime by construction, not by the machine's speed.
     write_profile(user_sites, "short", 'extends = "testbed"\n[slurm]\npartition = "short"\n'
                   'walltime = "00:01:00"\n')
-    # filters merge the 1-plane chunks (towards 4x the reach), so it takes many planes
-    spec, want = _job(tmp_path, planes=800)
-    t0 = time.monotonic()
-    r = cli("--json", "submit", str(spec), "--site", "short", "--jobs", "2")
-    took = time.monotonic() - t0
-    assert r.code == 0, r
-    assert took > 60, f"the work ({took:.0f} s) must outlast the 60 s walltime"
-    summary = json.loads(r.out)
+    spec, fifo, payload, want = _blocking_job(tmp_path)
+    driver = Driver(spec, jobs=2, site="short")
+    try:
+        held = fifo_reader(fifo)
+        driver.wait_for("retired before its walltime", timeout=300)
+        feed_fifo(fifo, payload, held)
+        summary, err = driver.finish()
+    finally:
+        driver.kill()
     assert summary["retired_jobs"], summary  # workers retired before their walltime...
     assert len(summary["jobs"]) >= 2
-    assert not summary["lost_jobs"], summary  # ...and none was killed by SLURM
-    assert "KilledWorker" not in r.err
+    assert not summary["lost_jobs"], summary  # ...and none was killed by SLURM as lost
+    assert "KilledWorker" not in err
     _check(tmp_path, want)
 
 
@@ -330,12 +302,19 @@ def test_kill_9_of_the_driver_then_rerun_resumes_bit_identical(
 ) -> None:
     out = tmp_path / "out.zarr"
     spec = _filter_job(tmp_path, out)
+    # the last plane's chunk is a named pipe nobody writes: blocks away from it are
+    # written, the run cannot finish, however fast the machine is
+    planes = zarr.open_array(tmp_path / "in.zarr", mode="r").shape[0]
+    last = tmp_path / "in.zarr" / "c" / str(planes - 1) / "0" / "0"
+    payload = last.read_bytes()
+    last.unlink()
+    os.mkfifo(last)
     manifest = out / ".hpcscale-manifest"
     proc = subprocess.Popen(
         [sys.executable, "-m", "hpcscale", "submit", str(spec), "--site", "testbed",
          "--jobs", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ), start_new_session=True)
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 300  # a bound for a stuck testbed, not a speed
     while time.monotonic() < deadline and proc.poll() is None:
         if manifest.is_file() and len(manifest.read_text().splitlines()) >= 4:
             break
@@ -347,6 +326,8 @@ def test_kill_9_of_the_driver_then_rerun_resumes_bit_identical(
     proc.communicate(timeout=30)
     recorded = len(manifest.read_text().splitlines())
     assert cli("cleanup").code == 0  # the orphaned worker jobs (else they end on their own)
+    last.unlink()  # the input as it was, for the re-run and the reference
+    last.write_bytes(payload)
 
     plan = cli("plan", str(spec), "--site", "testbed", "--jobs", "3")
     assert "resume: " in plan.out, plan

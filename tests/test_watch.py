@@ -222,7 +222,7 @@ def test_last_error_reads_the_profile_log_directory_and_names_the_node(
 
 _EMIT = """
 import logging, sys
-from hpcscale import compute, run
+from hpcscale import compute, report
 from hpcscale.cli import main
 from distributed.comm.core import CommClosedError
 
@@ -232,17 +232,17 @@ def closed(when):
     except CommClosedError:
         logging.getLogger("distributed.batched").info("Batched Comm Closed", exc_info=True)
 
-real_write, real_sweep = compute.write_result, run._leave_nothing_queued
+real_write, real_report = compute.write_result, report.write_report
 
 def write_result(*args, **kwargs):
     closed("mid-run")  # while the cluster runs (dask-jobqueue turns stderr down to ERROR)
     return real_write(*args, **kwargs)
 
-def sweep(*args, **kwargs):
+def write_report(*args, **kwargs):
     closed("at teardown")  # the cluster closed: distributed's stderr handler is back at INFO
-    return real_sweep(*args, **kwargs)
+    return real_report(*args, **kwargs)
 
-compute.write_result, run._leave_nothing_queued = write_result, sweep
+compute.write_result, report.write_report = write_result, write_report
 sys.argv = ["hpcscale", "--json", "submit", sys.argv[1], "--site", sys.argv[2], "--jobs", "1"]
 main()
 """
@@ -267,6 +267,7 @@ def test_distributed_log_records_go_to_the_run_log_not_the_terminal(
     assert "distributed." not in done.stderr
     summary = json.loads(done.stdout)
     log = (Path(summary["run_dir"]) / "logs" / run.DASK_LOG).read_text()
-    assert log.count("distributed.batched INFO Batched Comm Closed") == 2
+    # two of ours, and on SLURM at times distributed's own (the one the issue saw)
+    assert log.count("distributed.batched INFO Batched Comm Closed") >= 2
     assert "CommClosedError: in <TCP (closed) Scheduler connection>: mid-run" in log
     assert "CommClosedError: in <TCP (closed) Scheduler connection>: at teardown" in log

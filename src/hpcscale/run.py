@@ -342,7 +342,8 @@ def _execute(prep: Prepared, reporter: Reporter, rundir: RunDir) -> Summary:
         rundir.update(state="failed", error=str(err))
         raise
     finally:
-        _leave_nothing_queued(job_name)
+        if prep.profile.slurm is not None:  # a local run has no jobs to look for
+            _leave_nothing_queued(job_name)
         summary.seconds = time.monotonic() - t0
         rundir.write_json("summary.json", summary.__dict__)
         from hpcscale import report  # matplotlib: imported only once a run is over
