@@ -256,10 +256,12 @@ class _RunLog(logging.Handler):
 
 
 @contextmanager
-def dask_logs_to(path: Path) -> Iterator[None]:
+def dask_logs_to(path: Path, *, keep: bool = False) -> Iterator[None]:
     """While a run lasts, dask's, distributed's (and tornado's, bokeh's, asyncio's)
     log records go to ``path`` only: a worker's closed comm is a traceback there,
-    not on the user's terminal. The loggers are restored afterwards."""
+    not on the user's terminal. The loggers are restored afterwards, unless
+    ``keep``: a command whose process ends with the run keeps them pointed at the
+    run's log, for what dask says while the interpreter shuts down."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = _RunLog(path)
     handler.setFormatter(logging.Formatter(
@@ -272,30 +274,36 @@ def dask_logs_to(path: Path) -> Iterator[None]:
         # a child without handlers reaches the file through its top-level parent
         if name in _LIBRARY_LOGGERS or log.handlers:
             saved[name] = (log.handlers[:], log.propagate)
+            for old in log.handlers:
+                if isinstance(old, _RunLog):
+                    old.close()  # an earlier run's log, kept: this run's replaces it
             log.handlers = [handler]
             log.propagate = False
     try:
         yield
     finally:
-        for name, (handlers, propagate) in saved.items():
-            log = logging.getLogger(name)
-            log.handlers, log.propagate = handlers, propagate
-        handler.close()
+        if not keep:
+            for name, (handlers, propagate) in saved.items():
+                log = logging.getLogger(name)
+                log.handlers, log.propagate = handlers, propagate
+            handler.close()
 
 
 def execute(
-    prep: Prepared, reporter: Reporter | None = None, run_dir: RunDir | None = None
+    prep: Prepared, reporter: Reporter | None = None, run_dir: RunDir | None = None, *,
+    keep_logs: bool = False,
 ) -> Summary:
     """Run a prepared job: start the cluster, compute, write, always clean up.
 
     ``run_dir``: an existing run directory to use (a batch run's, adopted by its
     driver); by default a new one is made. dask's own log records go to the run's
-    ``logs/dask.log`` (:func:`dask_logs_to`), not to the terminal.
+    ``logs/dask.log`` (:func:`dask_logs_to`), not to the terminal; with ``keep_logs``
+    (the CLI: its process ends with the run) they stay there after the run.
     """
     reporter = reporter or Silent()
     rundir = run_dir or RunDir.create(prep.spec, prep.profile, prep.plan,
                                       trusted=prep.trusted, profile_files=prep.profile_files)
-    with dask_logs_to(rundir.path / "logs" / DASK_LOG):
+    with dask_logs_to(rundir.path / "logs" / DASK_LOG, keep=keep_logs):
         return _execute(prep, reporter, rundir)
 
 
