@@ -94,14 +94,14 @@ class Driver:
             self._done = True
             self._cond.notify_all()
 
-    def wait_for(self, text: str, timeout: float) -> str:
-        """The first line of stderr containing ``text``; fails if the run ends first."""
+    def wait_for(self, text: str, timeout: float, count: int = 1) -> str:
+        """The ``count``-th line of stderr containing ``text``; fails if the run ends first."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                found = next((ln for ln in self.lines if text in ln), None)
-                if found is not None:
-                    return found
+                found = [ln for ln in self.lines if text in ln]
+                if len(found) >= count:
+                    return found[count - 1]
                 left = deadline - time.monotonic()
                 if self._done or left <= 0:
                     self.kill()
@@ -220,12 +220,15 @@ def test_walltime_shorter_than_the_work_completes(
     driver = Driver(spec, jobs=2, site="short")
     try:
         held = fifo_reader(fifo)
-        driver.wait_for("retired before its walltime", timeout=300)
+        # both first jobs ended, so every process that may have opened the chunk is
+        # gone: the task now waits on a replacement, the only reader the bytes can reach
+        # (fed earlier, a retiring worker's reader could take half of them)
+        driver.wait_for("retired before its walltime", timeout=300, count=2)
         feed_fifo(fifo, payload, held)
         summary, err = driver.finish()
     finally:
         driver.kill()
-    assert summary["retired_jobs"], summary  # workers retired before their walltime...
+    assert len(summary["retired_jobs"]) >= 2, summary  # retired before their walltime...
     assert len(summary["jobs"]) >= 2
     assert not summary["lost_jobs"], summary  # ...and none was killed by SLURM as lost
     assert "KilledWorker" not in err
