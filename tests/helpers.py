@@ -4,9 +4,11 @@ are in conftest.py."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -103,3 +105,45 @@ def apply_step(table: dict[str, Any], a: Any, chunks: Any,
     assert values.shape == out_info.shape
     assert values.dtype == out_info.dtype
     return values
+
+
+def blocking_zarr(path: Path, planes: int = 12) -> tuple[Any, Path, bytes]:
+    """A float32 Zarr array of ``planes`` 64x64 planes, one chunk per plane, whose middle
+    chunk is a named pipe: the task that reads it blocks until a test writes the
+    chunk's bytes into the pipe (the returned payload), so a run on it is computing,
+    and cannot end, until the test says so. Returns the data, the pipe, the payload."""
+    import numpy as np
+    import zarr
+
+    data = np.random.default_rng(7).random((planes, 64, 64)).astype("float32")
+    zarr.create_array(path, shape=data.shape, chunks=(1, 64, 64), dtype="float32")[...] = data
+    chunk = path / "c" / str(planes // 2) / "0" / "0"
+    payload = chunk.read_bytes()
+    chunk.unlink()
+    os.mkfifo(chunk)
+    return data, chunk, payload
+
+
+def fifo_reader(fifo: Path, timeout: float = 180) -> int:
+    """Once a task has the pipe open to read it: a write end (kept open: closing it
+    before the bytes are written would end the reader's read empty)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as err:
+            if err.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)  # polling for the event "a task opened the chunk"
+
+
+def feed_fifo(fifo: Path, payload: bytes, held: int) -> None:
+    """Write the chunk to the task that reads it now (a second one, when the first
+    one's worker was lost), then close every write end."""
+    fd = fifo_reader(fifo)
+    try:
+        os.set_blocking(fd, True)
+        os.write(fd, payload)
+    finally:
+        os.close(fd)
+        os.close(held)

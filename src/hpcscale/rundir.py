@@ -137,6 +137,8 @@ class RunStatus(BaseModel):
     submitted: float | None = None
     driver_node: str | None = None
     scheduler_interface: str | None = None
+    # the profile's log_directory, where the worker jobs write (else the run's logs/)
+    log_directory: str | None = None
 
     @property
     def active(self) -> bool:
@@ -179,6 +181,18 @@ class RunDir:
         """The worker jobs' and the batch driver's logs (unless the profile names another
         ``log_directory``), and the driver's own dask log."""
         return self.path / "logs"
+
+    @property
+    def dask_log(self) -> Path:
+        """dask's and distributed's own log records during the run (not the terminal's)."""
+        return self.logs / "dask.log"
+
+    @property
+    def worker_logs(self) -> Path:
+        """Where the worker jobs write their logs: the profile's ``log_directory`` as the
+        run recorded it, else :attr:`logs`."""
+        configured = self.status().log_directory
+        return Path(os.path.expanduser(configured)) if configured else self.logs
 
     @property
     def tls(self) -> Path:

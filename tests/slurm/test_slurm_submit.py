@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from helpers import Cli
+from helpers import Cli, blocking_zarr
 
 pytestmark = pytest.mark.slurm
 
@@ -47,8 +47,13 @@ path = "{out}"
 
 
 def _squeue() -> str:
-    return subprocess.run(["squeue", "-h", "-o", "%i %j %T"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    """The jobs of this test's own runs (others may share the testbed)."""
+    runs = Path(os.environ["HPCSCALE_RUNS_DIR"])
+    names = [f"hpcscale-{p.name}" for p in runs.iterdir()] if runs.is_dir() else []
+    if not names:
+        return ""
+    return subprocess.run(["squeue", "-h", "-o", "%i %j %T", "--name=" + ",".join(names)],
+                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 def test_submit_three_jobs_on_three_nodes_equals_numpy(
@@ -89,7 +94,7 @@ def test_local_and_testbed_give_the_same_numbers(
 
 def _start_driver(tmp_path: Path, spec: Path) -> subprocess.Popen[str]:
     env = dict(os.environ)
-    # a run that cannot finish on its own: the computation sleeps per chunk
+    # a run that cannot finish on its own: a task blocks on a chunk (see _slow_spec)
     return subprocess.Popen(
         [sys.executable, "-m", "hpcscale", "submit", str(spec), "--site", "testbed",
          "--jobs", "3"],
@@ -120,16 +125,14 @@ def _wait_queue_empty(timeout: float = 30) -> str:
 
 
 def _slow_spec(tmp_path: Path) -> Path:
-    # Big enough to be still computing when interrupted: many chunks, each filtered.
-    # ~1 s per chunk on this machine's cores: minutes in all, interrupted after seconds
-    inp, _ = _input(tmp_path, shape=(200, 128, 128), chunks=(1, 128, 128))
+    """A run that cannot finish on its own: one input chunk is a named pipe nobody
+    writes, so a task blocks on it however fast the machine is."""
+    inp = tmp_path / "blocked.zarr"
+    blocking_zarr(inp)
     spec = tmp_path / "slow.toml"
     spec.write_text(f"""
 [input]
 path = "{inp}"
-[[steps]]
-filter = "median"
-size = 15
 [[steps]]
 reduce = "mean"
 axis = [0]

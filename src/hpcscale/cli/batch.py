@@ -68,7 +68,7 @@ def driver(
     """
     try:
         summary = batch.drive(spec, site, _jobs(jobs), run_id, summary_file=summary_file,
-                              trust=OPTIONS.trust_profiles)
+                              trust=OPTIONS.trust_profiles, keep_logs=True)
     except KeyboardInterrupt as exc:
         raise Interrupted(f"interrupted ({exc or 'signal'}); the run's worker jobs were "
                           "cancelled") from exc

@@ -64,7 +64,7 @@ def _execute(prep: run.Prepared, dry_run: bool) -> None:
 
 def _interruptible(prep: run.Prepared, reporter: ConsoleReporter) -> run.Summary:
     try:
-        return run.execute(prep, reporter)
+        return run.execute(prep, reporter, keep_logs=True)
     except KeyboardInterrupt as exc:
         raise Interrupted(f"interrupted ({exc or 'Ctrl-C'}); the run's jobs were cancelled "
                           "and nothing is left in the queue") from exc

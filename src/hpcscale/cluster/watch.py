@@ -7,7 +7,12 @@ call per job). The watcher
   reason that can never resolve (``PartitionTimeLimit``...) or once the jobs
   have pended longer than the run allows -- instead of a bare timeout;
 * notices jobs that left the queue (cancelled, killed, pre-empted) and
-  submits replacements, so the plan's capacity comes back;
+  submits replacements, so the plan's capacity comes back -- a job counts as
+  lost only when the evidence agrees: a working ``squeue`` no longer lists it
+  AND its worker left the scheduler. A failed ``squeue`` (controller down,
+  ``Socket timed out``) means "unknown": the last known states stand, nothing
+  is replaced or submitted, and the user is told once SLURM stops and starts
+  answering;
 * submits a replacement ahead of each worker's lifetime, which ends before
   the job's walltime, so capacity does not drop and no worker is killed by
   SLURM mid-task (no ``KilledWorker``).
@@ -79,6 +84,9 @@ class JobWatcher:
     _last: float = 0.0
     _since: float = field(default_factory=time.monotonic)
     states: dict[str, slurm.JobState] = field(default_factory=dict)
+    answered: bool = False  # squeue has answered at least once: ``states`` means something
+    silent_since: float | None = None  # when squeue stopped answering (None: it answers)
+    nodes: dict[str, str] = field(default_factory=dict)  # job id -> node, as squeue said
 
     def jobs(self) -> dict[str, str]:
         """Worker name -> SLURM job id of the jobs the cluster holds."""
@@ -94,11 +102,15 @@ class JobWatcher:
             return
         self._last = now
         jobs = self.jobs()
-        self.states = slurm.queue(jobs.values()) if jobs else {}
+        if not self._ask(jobs, now):
+            return  # no answer: nothing is known to be lost, nothing is submitted
+        connected_names = self._worker_names()
         for name, job_id in jobs.items():
             state = self.states.get(job_id)
             if state is not None:
                 self._seen.add(job_id)
+                if state.nodes:
+                    self.nodes[job_id] = state.nodes
                 if state.state == "RUNNING":
                     self._started.setdefault(job_id, now)
                 elif state.state == "PENDING" and state.reason in NEVER_STARTS:
@@ -107,7 +119,7 @@ class JobWatcher:
                         f"(partition {state.partition}); check the profile with "
                         "`hpcscale site check`"
                     )
-            elif job_id in self._seen:
+            elif job_id in self._seen and not _has_worker(name, connected_names):
                 self._gone(name, job_id, now)
         self._replace_ahead(jobs, now)
         pending = [s for s in self.states.values() if s.state == "PENDING"]
@@ -117,6 +129,33 @@ class JobWatcher:
             raise SubmissionError(
                 f"no job started within {self.max_pending:.0f} s; pending: {reasons}"
             )
+
+    def _ask(self, jobs: dict[str, str], now: float) -> bool:
+        """One squeue for ``jobs`` into ``states``; False (states kept) when SLURM
+        did not answer."""
+        if not jobs:
+            self.states = {}
+            return True
+        try:
+            states = slurm.queue(jobs.values())
+        except slurm.SlurmUnavailable as err:
+            if self.silent_since is None:
+                self.silent_since = now
+                said = (err.stderr.strip() or err.stdout.strip() or f"exit {err.code}")
+                self.say(f"SLURM did not answer ({said.splitlines()[-1]}); the jobs are "
+                         "left as they are until it answers again")
+            return False
+        if self.silent_since is not None:
+            self.say(f"SLURM answers again, after {now - self.silent_since:.0f} s without "
+                     "an answer")
+            self.silent_since = None
+        self.states, self.answered = states, True
+        return True
+
+    def _worker_names(self) -> set[str]:
+        """Names of the workers connected to the scheduler, as the cluster last heard."""
+        info = getattr(self.cluster, "scheduler_info", None) or {}
+        return {str(w.get("name")) for w in info.get("workers", {}).values()}
 
     def _gone(self, name: str, job_id: str, now: float) -> None:
         started = self._started.get(job_id)
@@ -155,3 +194,9 @@ class JobWatcher:
         self.say(why)
         self.cluster.worker_spec.update(self.cluster.new_worker_spec())
         self.cluster.loop.add_callback(self.cluster._correct_state)
+
+
+def _has_worker(job: str, connected: set[str]) -> bool:
+    """Whether a worker of the job named ``job`` (``name`` or ``name-i`` with several
+    processes per job) is connected."""
+    return any(n == job or n.startswith(job + "-") for n in connected)

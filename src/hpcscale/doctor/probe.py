@@ -102,7 +102,11 @@ class Probe:
             if srv is not None:
                 srv.close()
             # by name too: sbatch may have queued it before an interrupt reached us
-            ids = {job_id, *slurm.queue(name=self.name)} - {""}
+            try:
+                queued = set(slurm.queue(name=self.name))
+            except slurm.SlurmUnavailable:
+                queued = set()  # no answer: cancel by id (scancel has its own retries)
+            ids = {job_id, *queued} - {""}
             slurm.cancel(ids)
             _wait_gone(ids)
         return Outcome(ending, job_id, detail, got, waited, self.dir,
@@ -156,7 +160,12 @@ class Probe:
                 time.sleep(1.0)
             got = _accept(srv, self.token) if srv else None
             now = time.monotonic()
-            state = None if got else slurm.queue([job_id]).get(job_id)
+            try:
+                state = None if got else slurm.queue([job_id]).get(job_id)
+            except slurm.SlurmUnavailable:
+                if now - t0 > self.start_timeout + self.run_timeout:
+                    raise  # SLURM has not answered for longer than the probe may take
+                continue  # no answer is not "the probe ended": ask again
             if state is not None and state.state != "PENDING":
                 got = self.from_file()  # a probe that cannot connect reports only there
             if state is None or got is not None:  # reported, or ended: maybe in its file
@@ -227,7 +236,12 @@ def tail(path: Path) -> str:
 def _wait_gone(job_ids: set[str], timeout: float = 15.0) -> None:
     """After scancel: wait until the jobs have left squeue (COMPLETING takes a moment)."""
     end = time.monotonic() + timeout
-    while job_ids and slurm.queue(job_ids) and time.monotonic() < end:
+    while job_ids and time.monotonic() < end:
+        try:
+            if not slurm.queue(job_ids):
+                return
+        except slurm.SlurmUnavailable:
+            pass  # unknown: ask again until the deadline
         time.sleep(0.5)
 
 

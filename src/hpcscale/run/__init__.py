@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator, Mapping
@@ -219,17 +221,87 @@ def _signals_raise() -> Iterator[None]:
             signal.signal(s, h)
 
 
+# Loggers whose records belong in the run's log, not on the terminal: those
+# distributed gives a stderr handler of its own, and the libraries under it.
+_LIBRARY_LOGGERS = ("distributed", "dask", "dask_jobqueue", "bokeh", "tornado", "asyncio")
+
+
+class _RunLog(logging.Handler):
+    """Appends records to the run's log. Not a StreamHandler on purpose: a
+    LocalCluster's ``silence_logs`` turns every StreamHandler of ``distributed``
+    down to CRITICAL while it runs, and the run's log should keep them all."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.file = path.open("a", encoding="utf-8")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.file.closed:
+            return  # a record of another thread, after the run ended
+        try:
+            self.file.write(self.format(record) + "\n")
+            self.file.flush()
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+
+@contextmanager
+def dask_logs_to(path: Path, *, keep: bool = False) -> Iterator[None]:
+    """While a run lasts, dask's, distributed's (and tornado's, bokeh's, asyncio's)
+    log records go to ``path`` only: a worker's closed comm is a traceback there,
+    not on the user's terminal. The loggers are restored afterwards, unless
+    ``keep``: a command whose process ends with the run keeps them pointed at the
+    run's log, for what dask says while the interpreter shuts down."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = _RunLog(path)
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(name)s %(levelname)s %(message)s"))
+    names = {n for n in logging.Logger.manager.loggerDict
+             if n.split(".")[0] in _LIBRARY_LOGGERS} | set(_LIBRARY_LOGGERS)
+    saved = {}
+    for name in sorted(names):
+        log = logging.getLogger(name)
+        # a child without handlers reaches the file through its top-level parent
+        if name in _LIBRARY_LOGGERS or log.handlers:
+            saved[name] = (log.handlers[:], log.propagate)
+            for old in log.handlers:
+                if isinstance(old, _RunLog):
+                    old.close()  # an earlier run's log, kept: this run's replaces it
+            log.handlers = [handler]
+            log.propagate = False
+    try:
+        yield
+    finally:
+        if not keep:
+            for name, (handlers, propagate) in saved.items():
+                log = logging.getLogger(name)
+                log.handlers, log.propagate = handlers, propagate
+            handler.close()
+
+
 def execute(
-    prep: Prepared, reporter: Reporter | None = None, run_dir: RunDir | None = None
+    prep: Prepared, reporter: Reporter | None = None, run_dir: RunDir | None = None, *,
+    keep_logs: bool = False,
 ) -> Summary:
     """Run a prepared job: start the cluster, compute, write, always clean up.
 
     ``run_dir``: an existing run directory to use (a batch run's, adopted by its
-    driver); by default a new one is made.
+    driver); by default a new one is made. dask's own log records go to the run's
+    ``RunDir.dask_log`` (:func:`dask_logs_to`), not to the terminal; with ``keep_logs``
+    (the CLI: its process ends with the run) they stay there after the run.
     """
     reporter = reporter or Silent()
     rundir = run_dir or RunDir.create(prep.spec, prep.profile, prep.plan,
                                       trusted=prep.trusted, profile_files=prep.profile_files)
+    with dask_logs_to(rundir.dask_log, keep=keep_logs):
+        return _execute(prep, reporter, rundir)
+
+
+def _execute(prep: Prepared, reporter: Reporter, rundir: RunDir) -> Summary:
     job_name = rundir.job_name
     t0 = time.monotonic()
     summary = Summary(
@@ -250,7 +322,9 @@ def execute(
             link = _dashboard(client)
             forward = ssh_forward(link)
             rundir.update(state=RunState.PENDING, scheduler=clus.scheduler_address,
-                          dashboard=link, forward=forward)
+                          dashboard=link, forward=forward,
+                          log_directory=prep.profile.slurm.log_directory
+                          if isinstance(prep.profile, profiles.SlurmProfile) else None)
             reporter.info(f"run {rundir.run_id}: dashboard {link}")
             if forward:
                 reporter.info(f"  from your laptop: {forward}  "
@@ -270,7 +344,8 @@ def execute(
         rundir.update(state=RunState.FAILED, error=str(err))
         raise
     finally:
-        _leave_nothing_queued(job_name)
+        if isinstance(prep.profile, profiles.SlurmProfile):  # a local run has no jobs
+            _leave_nothing_queued(job_name)
         summary.seconds = time.monotonic() - t0
         rundir.write_summary(dataclasses.asdict(summary))
         from hpcscale import report  # matplotlib: imported only once a run is over
@@ -339,6 +414,8 @@ def _wait_for_workers(
 ) -> float | None:
     """Wait for ``expected`` workers; the seconds from ``started`` to the first one."""
     deadline = time.monotonic() + WAIT_FOR_WORKERS
+    job_name = f"hpcscale-{rundir.run_id}"
+    worker_logs = rundir.worker_logs
     first: float | None = None
     warmed: set[str] = set()
     while True:
@@ -367,10 +444,11 @@ def _wait_for_workers(
         rundir.sample(client, phase="waiting", jobs=states)
         if connected >= expected:
             return first
-        if ids and not states and not connected:
+        answered = watcher is not None and watcher.answered and watcher.silent_since is None
+        if ids and answered and not states and not connected:
             raise SubmissionError(
                 f"all {len(ids)} worker job(s) ended without a worker connecting: "
-                f"{_last_error(rundir.logs)}"
+                f"{_last_error(worker_logs, job_name, watcher)}"
             )
         if time.monotonic() > deadline:
             if connected:
@@ -381,19 +459,58 @@ def _wait_for_workers(
             raise SubmissionError(
                 f"no worker connected within {WAIT_FOR_WORKERS:.0f} s: "
                 f"{detail or 'the jobs left the queue without starting a worker'}; "
-                f"see the logs in {rundir.logs}"
+                f"see the logs in {worker_logs}"
             )
         time.sleep(0.2)
 
 
-def _last_error(logs: Path) -> str:
-    """The last top-level error line of the worker logs, for a one-line message."""
-    for err in sorted(logs.glob("*.err")):
-        lines = [ln for ln in err.read_text(errors="replace").splitlines()
-                 if ln and not ln[0].isspace() and ("Error" in ln or "error" in ln)]
-        if lines:
-            return f"{lines[-1].strip()} (log: {err})"
+def _last_error(logs: Path, job_name: str, watcher: watch.JobWatcher | None = None) -> str:
+    """The last top-level error line of the first failed worker job of this run (its
+    ``.err`` file in ``logs``, named ``<job name>-<job id>.err``), with its node."""
+
+    def job_id(err: Path) -> tuple[int, str]:
+        tail = err.stem[len(job_name) + 1:]
+        return (int(tail), tail) if tail.isdigit() else (1 << 62, tail)
+
+    for err in sorted(logs.glob(f"{job_name}-*.err"), key=job_id):
+        try:
+            text = err.read_text(errors="replace")
+        except OSError:
+            continue
+        line = _root_error(text)
+        if line:
+            _, jid = job_id(err)
+            node = (watcher.nodes.get(jid) if watcher is not None else None) \
+                or slurm.job_node(jid)
+            where = f"job {jid} on node {node}" if node else f"job {jid}"
+            return f"{where}: {line} (log: {err})"
     return f"no error in the worker logs (see {logs})"
+
+
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(:.*)?$")
+_CHAINED = ("The above exception was the direct cause", "During handling of the above exception")
+
+
+def _root_error(text: str) -> str:
+    """The error a worker log ends with: the last traceback's root cause (dask's
+    ``RuntimeError: Worker failed to start.`` says less than the ``ValueError`` that
+    caused it), else its last line that mentions an error."""
+    lines = [ln.rstrip() for ln in text.splitlines()]
+    found = [i for i, ln in enumerate(lines) if _EXCEPTION.match(ln)]
+    if not found:
+        plain = [ln for ln in lines if ln and not ln[0].isspace()
+                 and ("Error" in ln or "error" in ln)]
+        return plain[-1].strip() if plain else ""
+    at = found[-1]
+    while True:
+        header = next((i for i in range(at, -1, -1)
+                       if lines[i].startswith("Traceback (most recent call last)")), None)
+        above = next((lines[i] for i in range(header - 1, -1, -1) if lines[i].strip()),
+                     "") if header else ""
+        cause = [i for i in found if i < (header or 0)]
+        if not above.startswith(_CHAINED) or not cause:
+            return lines[at].strip()
+        at = cause[-1]
 
 
 def _leave_nothing_queued(job_name: str, timeout: float = 30.0) -> None:
@@ -408,15 +525,22 @@ def _leave_nothing_queued(job_name: str, timeout: float = 30.0) -> None:
     # A batch run's driver job has the run's name too: it must not cancel itself.
     own = os.environ.get("SLURM_JOB_ID")
     deadline = time.monotonic() + timeout
-    try:
-        left = _alive(job_name, own)
-        if left:
-            slurm.cancel(left)
-        while left and time.monotonic() < deadline:
-            time.sleep(0.2)
+    cancelled: set[str] = set()
+    while time.monotonic() < deadline:
+        try:
             left = _alive(job_name, own)
-    except SubmissionError:
-        pass  # squeue unreachable: dask-jobqueue has already cancelled what it started
+        except slurm.SlurmUnavailable:
+            # no answer is not "nothing left": ask again until the deadline
+            time.sleep(1.0)
+            continue
+        except SubmissionError:
+            return  # no squeue at all: dask-jobqueue has already cancelled what it started
+        if not left:
+            return
+        if set(left) - cancelled:
+            slurm.cancel(left)
+            cancelled.update(left)
+        time.sleep(0.2)
 
 
 def _alive(job_name: str, own: str | None) -> list[str]:

@@ -313,7 +313,7 @@ class LogReporter:
 def drive(
     spec_path: Path, site: str | None, jobs: int | str | None, run_id: str, *,
     summary_file: Path | None = None, trust: bool = False,
-    reporter: run.Reporter | None = None,
+    reporter: run.Reporter | None = None, keep_logs: bool = False,
 ) -> run.Summary:
     """Run a batch run's driver inside its allocation, adopting run directory ``run_id``.
 
@@ -346,7 +346,7 @@ def drive(
                       f"interface {listen or '(default)'}")
         for line in prep.plan.lines():
             reporter.info(line)
-        summary = run.execute(prep, reporter, run_dir=rd)
+        summary = run.execute(prep, reporter, run_dir=rd, keep_logs=keep_logs)
         outcome.update(dataclasses.asdict(summary), exit_code=0, state=RunState.DONE)
         return summary
     except KeyboardInterrupt:

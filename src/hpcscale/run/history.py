@@ -38,14 +38,20 @@ def status(run_id: str) -> dict[str, Any]:
     job left the queue without its driver recording an end is shown as ``lost``.
     """
     rd = find(run_id)
-    queued = slurm.queue(name=rd.job_name) if slurm.available() else {}
+    unanswered = ""
+    try:
+        queued = slurm.queue(name=rd.job_name) if slurm.available() else {}
+    except slurm.SlurmUnavailable as err:
+        # no answer says nothing about the jobs: show the run's own record only
+        queued, unanswered = {}, str(err)
+    answered = slurm.available() and not unanswered
     state = rd.status()  # read after squeue: a driver that ended has recorded it by now
     batch_job = state.batch_job
     shown = state.state
     error = state.error
     if shown == RunState.WRITTEN and queued:
         shown = RunState.PENDING  # a script submitted by hand: its job is queued
-    elif shown in ACTIVE and batch_job and slurm.available() and batch_job not in queued:
+    elif shown in ACTIVE and batch_job and answered and batch_job not in queued:
         shown = RunState.LOST
         error = error or (f"batch job {batch_job} left the queue before its driver "
                           f"recorded an end; see `hpcscale logs {rd.run_id}`")
@@ -62,6 +68,8 @@ def status(run_id: str) -> dict[str, Any]:
                   "forward": state.forward, "exit_code": state.exit_code, "error": error}
     info.update({k: v for k, v in shown_keys.items() if v not in (None, "")})
     info["jobs"] = jobs
+    if unanswered:
+        info["slurm"] = f"did not answer, jobs unknown: {unanswered}"
     return info
 
 
@@ -69,7 +77,9 @@ def cancel(run_id: str, settle: float = 15.0) -> list[str]:
     """Cancel every SLURM job named ``hpcscale-<run id>``, a batch run's driver job too.
 
     For a batch run, keep looking (up to ``settle`` seconds) until none is left:
-    its driver may submit a worker between our squeue and its own end.
+    its driver may submit a worker between our squeue and its own end. When SLURM
+    does not answer, :class:`slurm.SlurmUnavailable` says so and the run is not
+    marked cancelled.
     """
     rd = find(run_id)
     name = rd.job_name
@@ -112,7 +122,12 @@ def _driver_alive(state: RunStatus) -> bool:
 
 
 def cleanup() -> list[str]:
-    """Cancel jobs of runs on this host whose driver process no longer exists."""
+    """Cancel jobs of runs on this host whose driver process no longer exists.
+
+    A batch run counts as orphaned only when a working squeue no longer lists its
+    batch job; when SLURM does not answer, :class:`slurm.SlurmUnavailable` ends the
+    cleanup and nothing is cancelled on a guess.
+    """
     cancelled: list[str] = []
     for rd in list_runs():
         state = rd.status()

@@ -136,10 +136,24 @@ class JobState:
     partition: str
 
 
+class SlurmUnavailable(SlurmCommandError):
+    """SLURM did not answer a query (controller down, ``Socket timed out``...).
+
+    It says nothing about the jobs: callers treat their states as unknown,
+    never as gone.
+    """
+
+
+# squeue's words when every job it was asked about has left the queue: an answer.
+_GONE = "Invalid job id specified"
+
+
 def queue(job_ids: Iterable[str] = (), *, name: str | None = None) -> dict[str, JobState]:
     """States of the given jobs (or the user's jobs called ``name``) in one ``squeue`` call.
 
-    Finished jobs are simply absent.
+    Finished jobs are simply absent. Raises :class:`SlurmUnavailable` when squeue
+    fails for any other reason (the controller did not answer): no answer is
+    not "every job is gone".
     """
     ids = [j for j in job_ids if j]
     cmd = ["squeue", "--noheader", "--format=%i|%j|%T|%r|%N|%P"]
@@ -149,7 +163,13 @@ def queue(job_ids: Iterable[str] = (), *, name: str | None = None) -> dict[str, 
         cmd += ["--name=" + name, "--user=" + user()]
     else:
         return {}
-    out = run(cmd, check=False)  # squeue exits 1 when every listed job is gone
+    try:
+        out = run(cmd)
+    except SlurmCommandError as err:
+        # squeue exits 1 when every listed job is gone: that is an answer
+        if ids and err.code == 1 and _GONE in err.stderr and not err.stdout.strip():
+            return {}
+        raise SlurmUnavailable(err.cmd, err.code, err.stdout, err.stderr) from err
     states = {}
     for line in out.splitlines():
         parts = line.split("|")
@@ -157,6 +177,19 @@ def queue(job_ids: Iterable[str] = (), *, name: str | None = None) -> dict[str, 
             continue
         states[parts[0]] = JobState(*parts)
     return states
+
+
+def job_node(job_id: str) -> str | None:
+    """The node a job ran on, from SLURM's record of it (kept a while after it ended)."""
+    try:
+        out = run(["scontrol", "show", "job", job_id, "--oneliner"], timeout=10)
+    except SlurmCommandError:
+        return None
+    for rec in _oneliner(out):
+        for key in ("BatchHost", "NodeList"):
+            if rec.get(key) not in (None, "", "(null)"):
+                return rec[key]
+    return None
 
 
 def cancel(job_ids: Iterable[str]) -> None:
