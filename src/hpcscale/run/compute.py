@@ -29,7 +29,7 @@ from hpcscale.rundir import DASK_REPORT, DASK_REPORT_AFTER
 
 if TYPE_CHECKING:
     from hpcscale.cluster import watch
-    from hpcscale.run import Prepared, Reporter
+    from hpcscale.run.types import Prepared, Reporter
     from hpcscale.rundir import RunDir
 
 POLL = 0.5  # seconds the loop sleeps when no block finishes: the callbacks' resolution

@@ -19,6 +19,7 @@ import zarr
 
 from hpcscale import run, slurm
 from hpcscale.cluster import watch
+from hpcscale.run import execution
 from hpcscale.run import history as runs
 from hpcscale.rundir import RunDir
 
@@ -170,8 +171,8 @@ def test_the_worker_wait_does_not_give_up_while_slurm_is_silent(
             pass
 
     monkeypatch.setattr(RunDir, "sample", lambda *a, **k: None)
-    monkeypatch.setattr(run.time, "sleep", lambda s: None)
-    got = run._wait_for_workers(Client(), w, 1, run.Silent(), rd, 0.0)
+    monkeypatch.setattr(execution.time, "sleep", lambda s: None)
+    got = execution._wait_for_workers(Client(), w, 1, run.Silent(), rd, 0.0)
     assert got is not None
     assert len(polls) == 4
 
@@ -217,7 +218,7 @@ def test_last_error_reads_the_profile_log_directory_and_names_the_node(
     (logs / f"{name}-42.err").write_text("OSError: later job\n")
     (logs / "hpcscale-20250101-000000-other-40.err").write_text("RuntimeError: another run\n")
     fake.answer("scontrol", "JobId=41 JobName=x JobState=FAILED NodeList=c2 BatchHost=c2\n")
-    got = run._last_error(logs, name)
+    got = execution._last_error(logs, name)
     assert got == (f"job 41 on node c2: ValueError: 'tbr0' is not a valid network interface. "
                    f"Valid network interfaces are: ['lo', 'tbn1'] (log: {logs}/{name}-41.err)")
 
