@@ -232,13 +232,14 @@ def test_spec_walltime_reaches_the_worker_jobs(tmp_path: Path, monkeypatch: pyte
 
 def test_sacctmgr_associations_give_the_tightest_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     from hpcscale import slurm
+    from hpcscale.slurm import resources
 
     canned = "physics|normal,high|||\nchem|normal|4|8|1:00:00\nbio|normal|2||2-00:00:00\nbad line\n"
     rows = slurm.parse_associations(canned)
     assert [r["Account"] for r in rows] == ["physics", "chem", "bio"]
     assert rows[0] == {"Account": "physics", "QOS": "normal,high", "MaxJobs": "",
                        "MaxSubmitJobs": "", "MaxWall": ""}
-    monkeypatch.setattr(slurm, "run", lambda cmd, **kw: canned)
+    monkeypatch.setattr(resources, "run", lambda cmd, **kw: canned)
     assert slurm.association() == {"MaxJobs": 2, "MaxSubmitJobs": 8, "MaxWall": 3600}
 
 
@@ -271,3 +272,15 @@ def test_only_the_histogram_holds_the_gil(tmp_path: Path) -> None:
     assert Histogram.HOLDS_GIL
     assert not Reduction.HOLDS_GIL
     assert not GaussianFilter.HOLDS_GIL
+
+
+def test_scontrol_oneliner_parses_to_one_record_a_line() -> None:
+    from hpcscale.slurm import parse_oneliner
+
+    canned = ("PartitionName=debug AllowGroups=ALL Default=YES MaxTime=00:30:00 Nodes=c[1-3]\n"
+              "\nPartitionName=short MaxTime=00:01:00 Nodes=c1 State=UP\n")
+    assert parse_oneliner(canned) == [
+        {"PartitionName": "debug", "AllowGroups": "ALL", "Default": "YES",
+         "MaxTime": "00:30:00", "Nodes": "c[1-3]"},
+        {"PartitionName": "short", "MaxTime": "00:01:00", "Nodes": "c1", "State": "UP"},
+    ]

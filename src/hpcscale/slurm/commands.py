@@ -1,0 +1,133 @@
+"""SLURM's commands: run one, and the job queries and cancels a run makes.
+
+Queries are batched (one ``squeue`` for all of a run's jobs, never one per job), and
+failures raise :class:`SlurmCommandError` carrying the command, its exit code and its
+output; a controller that does not answer is :class:`SlurmUnavailable`: unknown, not
+"gone".
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from hpcscale.errors import SubmissionError
+from hpcscale.slurm.parse import parse_oneliner
+
+TIMEOUT = 30.0
+
+
+class SlurmCommandError(SubmissionError):
+    """A SLURM command failed; ``str()`` is one line with SLURM's own message."""
+
+    def __init__(self, cmd: Sequence[str], code: int, stdout: str, stderr: str) -> None:
+        self.cmd = list(cmd)
+        self.code = code
+        self.stdout = stdout
+        self.stderr = stderr
+        said = (stderr.strip() or stdout.strip()).replace("\n", " | ")
+        super().__init__(f"`{' '.join(self.cmd)}` failed (exit {code}): {said or 'no output'}")
+
+
+def available() -> bool:
+    """Whether SLURM's client commands are on PATH."""
+    return shutil.which("sbatch") is not None and shutil.which("squeue") is not None
+
+
+def run(cmd: Sequence[str], *, timeout: float = TIMEOUT, check: bool = True) -> str:
+    """Run one SLURM command and return its stdout."""
+    try:
+        proc = subprocess.run(
+            list(cmd), capture_output=True, text=True, timeout=timeout, check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except FileNotFoundError as err:
+        raise SlurmCommandError(cmd, 127, "", f"{cmd[0]}: command not found") from err
+    except subprocess.TimeoutExpired as err:
+        raise SlurmCommandError(cmd, 124, "", f"no answer within {timeout:.0f} s") from err
+    if check and proc.returncode != 0:
+        raise SlurmCommandError(cmd, proc.returncode, proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+@dataclass(frozen=True)
+class JobState:
+    job_id: str
+    name: str
+    state: str  # PENDING, RUNNING, COMPLETING, ...
+    reason: str  # SLURM's reason, e.g. Resources, PartitionTimeLimit
+    nodes: str
+    partition: str
+
+
+class SlurmUnavailable(SlurmCommandError):
+    """SLURM did not answer a query (controller down, ``Socket timed out``...).
+
+    It says nothing about the jobs: callers treat their states as unknown,
+    never as gone.
+    """
+
+
+# squeue's words when every job it was asked about has left the queue: an answer.
+_GONE = "Invalid job id specified"
+
+
+def queue(job_ids: Iterable[str] = (), *, name: str | None = None) -> dict[str, JobState]:
+    """States of the given jobs (or the user's jobs called ``name``) in one ``squeue`` call.
+
+    Finished jobs are simply absent. Raises :class:`SlurmUnavailable` when squeue
+    fails for any other reason (the controller did not answer): no answer is
+    not "every job is gone".
+    """
+    ids = [j for j in job_ids if j]
+    cmd = ["squeue", "--noheader", "--format=%i|%j|%T|%r|%N|%P"]
+    if ids:
+        cmd.append("--jobs=" + ",".join(ids))
+    elif name is not None:
+        cmd += ["--name=" + name, "--user=" + user()]
+    else:
+        return {}
+    try:
+        out = run(cmd)
+    except SlurmCommandError as err:
+        # squeue exits 1 when every listed job is gone: that is an answer
+        if ids and err.code == 1 and _GONE in err.stderr and not err.stdout.strip():
+            return {}
+        raise SlurmUnavailable(err.cmd, err.code, err.stdout, err.stderr) from err
+    states = {}
+    for line in out.splitlines():
+        parts = line.split("|")
+        if len(parts) != 6:
+            continue
+        states[parts[0]] = JobState(*parts)
+    return states
+
+
+def job_node(job_id: str) -> str | None:
+    """The node a job ran on, from SLURM's record of it (kept a while after it ended)."""
+    try:
+        out = run(["scontrol", "show", "job", job_id, "--oneliner"], timeout=10)
+    except SlurmCommandError:
+        return None
+    for rec in parse_oneliner(out):
+        for key in ("BatchHost", "NodeList"):
+            if rec.get(key) not in (None, "", "(null)"):
+                return rec[key]
+    return None
+
+
+def cancel(job_ids: Iterable[str]) -> None:
+    """Cancel jobs with one ``scancel``; jobs already gone are not an error."""
+    ids = [j for j in job_ids if j]
+    if ids:
+        run(["scancel", *ids], check=False)
+
+
+def user() -> str:
+    """The user whose jobs and associations hpcscale asks about."""
+    import getpass
+
+    return os.environ.get("USER") or getpass.getuser()
