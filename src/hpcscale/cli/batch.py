@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hpcscale.cli.commands import Jobs, Site, _jobs
+from hpcscale.cli.options import Jobs, Site, parse_jobs
 from hpcscale.cli.render import OPTIONS, result, say
 from hpcscale.errors import Interrupted
 from hpcscale.run import batch
@@ -39,7 +39,7 @@ def sbatch(
     Example: hpcscale sbatch jobs/climate-mean.toml --site mysite --jobs 4 --submit
     """
     written = batch.create(
-        spec, site, _jobs(jobs), output=output, submit=submit and not dry_run,
+        spec, site, parse_jobs(jobs), output=output, submit=submit and not dry_run,
         mail_type=batch.parse_mail_type(mail_type) if mail_type is not None else (),
         mail_user=mail_user, summary_file=summary_file, trust=OPTIONS.trust_profiles,
         dry_run=dry_run,
@@ -67,7 +67,7 @@ def driver(
     Example: hpcscale driver /home/me/jobs/mean.toml --site mysite --run-id 20260101-120000-ab12cd
     """
     try:
-        summary = batch.drive(spec, site, _jobs(jobs), run_id, summary_file=summary_file,
+        summary = batch.drive(spec, site, parse_jobs(jobs), run_id, summary_file=summary_file,
                               trust=OPTIONS.trust_profiles, keep_logs=True)
     except KeyboardInterrupt as exc:
         raise Interrupted(f"interrupted ({exc or 'signal'}); the run's worker jobs were "

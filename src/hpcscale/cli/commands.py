@@ -11,29 +11,11 @@ import typer
 
 from hpcscale import cluster, run
 from hpcscale import demo as sample
+from hpcscale.cli.options import DryRun, Jobs, Overwrite, Site, parse_jobs
 from hpcscale.cli.render import OPTIONS, ConsoleReporter, result, say
 from hpcscale.config import jobspec, profiles
-from hpcscale.errors import Interrupted, ProfileError, UsageError
+from hpcscale.errors import Interrupted, ProfileError
 from hpcscale.ops import FILTERS, MODES, REDUCTIONS
-
-Site = Annotated[str | None, typer.Option("--site", "-s", help="Site profile name "
-                                          "(default: the spec's, $HPCSCALE_SITE, or local).")]
-Jobs = Annotated[str | None, typer.Option("--jobs", "-j", help="Number of jobs, or 'auto'.")]
-DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan; submit nothing.")]
-Overwrite = Annotated[bool | None, typer.Option(
-    "--overwrite/--no-overwrite", help="Replace an existing output written by hpcscale.")]
-
-
-def _jobs(value: str | None) -> int | str | None:
-    if value is None or value == "auto":
-        return value
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise UsageError(f"--jobs {value!r}: expected a whole number >= 1 or 'auto'")
-    return n
 
 
 def script(site: Site = None) -> None:
@@ -79,7 +61,7 @@ def submit(
     Example: hpcscale submit jobs/climate-mean.toml --site testbed --jobs 3
     """
     loaded = jobspec.load(spec)
-    prep = run.prepare(loaded, site, _jobs(jobs), overwrite=overwrite,
+    prep = run.prepare(loaded, site, parse_jobs(jobs), overwrite=overwrite,
                        trust=OPTIONS.trust_profiles)
     _execute(prep, dry_run)
 
@@ -93,7 +75,7 @@ def plan(
     Example: hpcscale plan jobs/climate-mean.toml --site testbed
     """
     loaded = jobspec.load(spec)
-    prep = run.prepare(loaded, site, _jobs(jobs), trust=OPTIONS.trust_profiles)
+    prep = run.prepare(loaded, site, parse_jobs(jobs), trust=OPTIONS.trust_profiles)
     _execute(prep, dry_run=True)
 
 
@@ -140,7 +122,7 @@ def _one_off(inp: str, out: str, step: dict[str, Any], var: str | None,
     if print_spec:
         result(spec.to_toml().rstrip("\n"), {"spec": spec.to_toml()})
         return
-    prep = run.prepare(spec, site, _jobs(jobs), overwrite=overwrite,
+    prep = run.prepare(spec, site, parse_jobs(jobs), overwrite=overwrite,
                        trust=OPTIONS.trust_profiles)
     _execute(prep, dry_run)
 

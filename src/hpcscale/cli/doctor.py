@@ -8,7 +8,7 @@ import typer
 
 from hpcscale import doctor as doctorlib
 from hpcscale import run as runlib
-from hpcscale.cli.commands import Site
+from hpcscale.cli.options import Site
 from hpcscale.cli.render import OPTIONS, result, say
 from hpcscale.errors import HpcscaleError
 

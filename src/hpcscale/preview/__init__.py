@@ -1,7 +1,7 @@
 """Quick looks at an input or an output: a slice, a max projection or a histogram, as a PNG.
 
 :func:`preview` checks the options and the output path, selects from one or
-two files (``compare``) with :mod:`hpcscale.preview.select` and draws them with
+two files (``compare``) with :mod:`hpcscale.preview.selection` and draws them with
 :mod:`hpcscale.preview.draw` (matplotlib's Agg canvas: no display and no
 pyplot state, so it works on a login node and inside a batch job; imported
 only to draw).
@@ -18,7 +18,7 @@ from typing import Any
 from hpcscale.errors import InputError, OutputError, UsageError
 from hpcscale.io.inputs import InputArray, open_input
 from hpcscale.io.output import check_not_input
-from hpcscale.preview.select import (
+from hpcscale.preview.selection import (
     MAX_PIXELS,
     Plane,
     PlannedPlane,
@@ -28,9 +28,6 @@ from hpcscale.preview.select import (
     select,
 )
 
-# `hpcscale.preview.select` is the function, which shadows the module of that name (even
-# `import hpcscale.preview.select as m` gives the function): take names from the module
-# with `from hpcscale.preview.select import ...`.
 __all__ = ["DEFAULT_BINS", "MAX_PIXELS", "Plane", "PlannedPlane", "Written", "default_output",
            "format_value", "parse_slices", "preview", "select"]
 

@@ -16,10 +16,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from hpcscale.errors import OutputError
-from hpcscale.preview.select import format_value
+from hpcscale.preview.selection import format_value
 
 if TYPE_CHECKING:
-    from hpcscale.preview.select import Plane
+    from hpcscale.preview.selection import Plane
 
 
 def draw(planes: Sequence[Plane], target: Path, bins: int | None, overwrite: bool) -> bool:
