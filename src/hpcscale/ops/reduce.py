@@ -164,6 +164,11 @@ class Reduction(StepModel):
             small_float = info.dtype.kind == "f" and info.dtype.itemsize < 8
             kw["dtype"] = np.float64 if small_float else out.dtype
         result = getattr(da, op)(x, **kw)
+        if op in ("nanstd", "nanvar") and self.ddof:
+            # numpy: NaN where ddof leaves no degrees of freedom among the non-NaN values;
+            # dask divides by zero there (inf) or by a negative count
+            count = (~da.isnan(x)).sum(axis=axes, keepdims=self.keepdims)
+            result = da.where(count > self.ddof, result, np.nan)
         return cast(da.Array, result.astype(out.dtype) if result.dtype != out.dtype else result)
 
     def _apply_quantile(

@@ -235,6 +235,19 @@ def test_property_agrees_with_numpy(case: Any) -> None:
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
 
 
+@pytest.mark.parametrize("op", ["nanstd", "nanvar"])
+@pytest.mark.parametrize("ddof", [2, 3])
+def test_nan_variance_without_degrees_of_freedom_is_nan_as_numpy(op: str, ddof: int) -> None:
+    # found by the property test: [nan, x, y] with ddof=2 gave inf (dask) for numpy's nan
+    a = np.array([[np.nan, 1.0, 3.0, 7.0], [np.nan, np.nan, 2.0, 5.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        got = run({"reduce": op, "axis": ["y"], "ddof": ddof}, a, (1, 2))
+        want = getattr(np, op)(a, axis=1, ddof=ddof)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, equal_nan=True)
+
+
 # -- refusals ------------------------------------------------------------------------------------
 
 INFO = ArrayInfo((6, 20, 30), np.dtype("f4"), DIMS, ((3, 3), (10, 10), (15, 15)))
