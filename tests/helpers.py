@@ -147,3 +147,21 @@ def feed_fifo(fifo: Path, payload: bytes, held: int) -> None:
     finally:
         os.close(fd)
         os.close(held)
+
+
+# A job spec of one step: the mean over the first axis (format with inp= and out=).
+MEAN_SPEC = """
+[input]
+path = "{inp}"
+[[steps]]
+reduce = "mean"
+axis = [0]
+[output]
+path = "{out}"
+"""
+
+
+def write_spec(path: Path, inp: Path | str, out: Path | str, template: str = MEAN_SPEC) -> Path:
+    """Write a job spec (by default :data:`MEAN_SPEC`) reading ``inp`` and writing ``out``."""
+    path.write_text(template.format(inp=inp, out=out), encoding="utf-8")
+    return path

@@ -20,7 +20,7 @@ import xarray as xr
 import zarr
 from scipy import ndimage
 
-from helpers import REPO, Cli, blocking_zarr, feed_fifo, fifo_reader, write_profile
+from helpers import REPO, Cli, blocking_zarr, feed_fifo, fifo_reader, write_profile, write_spec
 
 pytestmark = pytest.mark.slurm
 
@@ -133,16 +133,7 @@ def _blocking_job(tmp_path: Path, planes: int = 12) -> tuple[Path, Path, bytes, 
     cannot end, until the test says so."""
     inp = tmp_path / "in.zarr"
     data, chunk, payload = blocking_zarr(inp, planes)
-    spec = tmp_path / "job.toml"
-    spec.write_text(f"""
-[input]
-path = "{inp}"
-[[steps]]
-reduce = "mean"
-axis = [0]
-[output]
-path = "{tmp_path / 'out.zarr'}"
-""")
+    spec = write_spec(tmp_path / "job.toml", inp, tmp_path / "out.zarr")
     return spec, chunk, payload, data.astype("float64").mean(axis=0)
 
 

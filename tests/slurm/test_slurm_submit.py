@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from helpers import Cli, blocking_zarr
+from helpers import Cli, blocking_zarr, write_spec
 
 pytestmark = pytest.mark.slurm
 
@@ -129,17 +129,7 @@ def _slow_spec(tmp_path: Path) -> Path:
     writes, so a task blocks on it however fast the machine is."""
     inp = tmp_path / "blocked.zarr"
     blocking_zarr(inp)
-    spec = tmp_path / "slow.toml"
-    spec.write_text(f"""
-[input]
-path = "{inp}"
-[[steps]]
-reduce = "mean"
-axis = [0]
-[output]
-path = "{tmp_path / 'slow.zarr'}"
-""")
-    return spec
+    return write_spec(tmp_path / "slow.toml", inp, tmp_path / "slow.zarr")
 
 
 def test_ctrl_c_leaves_no_job_behind(testbed: Path, tmp_path: Path) -> None:

@@ -26,21 +26,13 @@ import tifffile
 import xarray as xr
 import zarr
 
-from helpers import write_profile
+from helpers import MEAN_SPEC, write_profile
 from hpcscale import slurm
 
 CUBE = np.arange(240, dtype="float32").reshape(8, 6, 5)
 LATIN1 = "# café = 1\n".encode("latin-1")  # not UTF-8
 
-SPEC = """
-[input]
-path = "{inp}"
-[[steps]]
-reduce = "mean"
-axis = [0]
-[output]
-path = "{out}"
-"""
+SPEC = MEAN_SPEC
 
 
 @pytest.fixture(autouse=True)

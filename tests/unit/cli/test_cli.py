@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zarr
 
-from helpers import Cli, cli_commands, write_profile
+from helpers import MEAN_SPEC, Cli, cli_commands, write_profile
 from hpcscale.cli import app
 
 COMMANDS = cli_commands(app)
@@ -87,15 +87,7 @@ def test_site_share_group_readable(cli: Cli, user_sites: Path, tmp_path: Path) -
 
 # --- bad input: one line, the right exit code, no traceback, nothing touched ---------------
 
-GOOD_SPEC = """
-[input]
-path = "{inp}"
-[[steps]]
-reduce = "mean"
-axis = [0]
-[output]
-path = "{out}"
-"""
+GOOD_SPEC = MEAN_SPEC
 
 
 @pytest.fixture
