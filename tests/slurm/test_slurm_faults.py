@@ -20,7 +20,16 @@ import xarray as xr
 import zarr
 from scipy import ndimage
 
-from helpers import REPO, Cli, blocking_zarr, feed_fifo, fifo_reader, write_profile, write_spec
+from helpers import (
+    REPO,
+    Cli,
+    blocking_zarr,
+    feed_fifo,
+    fifo_reader,
+    fifo_readers,
+    write_profile,
+    write_spec,
+)
 
 pytestmark = pytest.mark.slurm
 
@@ -198,6 +207,29 @@ def test_a_controller_outage_mid_run_cancels_and_submits_nothing(
     _check(tmp_path, want)
 
 
+def _feed_one_healthy_reader(driver: Driver, fifo: Path, payload: bytes, held: int) -> None:
+    """Write the chunk once exactly one process reads the pipe and its job is not about
+    to retire (no "nears its walltime" line for it yet: it has at least the watcher's
+    lead, 15 s, to read and compute). A worker that retired while its task waited on
+    the pipe stays alive, blocked in the read, until SLURM ends its job: fed then, it
+    would take the bytes for a result the scheduler no longer wants."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        readers = fifo_readers(fifo)
+        with driver._cond:
+            said = "".join(driver.lines)
+        leaving = {j for j in readers.values() if f"job {j} nears its walltime" in said}
+        if len(readers) == 1 and not leaving:
+            os.set_blocking(held, True)
+            try:
+                os.write(held, payload)
+            finally:
+                os.close(held)
+            return
+        time.sleep(0.1)  # polling for the event "one healthy reader"
+    pytest.fail(f"never one healthy reader of the chunk: {fifo_readers(fifo)}")
+
+
 @pytest.mark.timeout(480)  # a worker must retire: its lifetime is ~40 s of a 60 s walltime
 def test_walltime_shorter_than_the_work_completes(
     testbed: Path, tmp_path: Path, user_sites: Path
@@ -211,11 +243,8 @@ def test_walltime_shorter_than_the_work_completes(
     driver = Driver(spec, jobs=2, site="short")
     try:
         held = fifo_reader(fifo)
-        # both first jobs ended, so every process that may have opened the chunk is
-        # gone: the task now waits on a replacement, the only reader the bytes can reach
-        # (fed earlier, a retiring worker's reader could take half of them)
-        driver.wait_for("retired before its walltime", timeout=300, count=2)
-        feed_fifo(fifo, payload, held)
+        driver.wait_for("retired before its walltime", timeout=300)
+        _feed_one_healthy_reader(driver, fifo, payload, held)
         summary, err = driver.finish()
     finally:
         driver.kill()
