@@ -75,6 +75,10 @@ class JobWatcher:
     max_pending: float = 300.0
     lead: float = 15.0  # replace this long before a worker's lifetime ends
     max_replacements: int = 50
+    # the run's planned job count: replacements waiting in the queue never exceed it
+    # (0: no cap). A retiring worker whose task is still running keeps its job until
+    # the task ends, so generations overlap; they must not pile up in the queue.
+    target: int = 0
     lost: list[str] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)
     replacements: int = 0
@@ -178,11 +182,16 @@ class JobWatcher:
 
     def _replace_ahead(self, jobs: dict[str, str], now: float) -> None:
         life, _ = lifetime(self.walltime)
+        waiting = sum(1 for j in jobs.values()
+                      if j in self.states and self.states[j].state == "PENDING")
         for job_id in jobs.values():
             started = self._started.get(job_id)
             if started is None or job_id in self._replaced:
                 continue
+            if self.target and waiting >= self.target:
+                return  # enough replacements wait in the queue already; ask again later
             if now - started >= life - self.lead:
+                waiting += 1
                 self._replaced.add(job_id)
                 self._add_job(f"job {job_id} nears its walltime: submitting its replacement")
 

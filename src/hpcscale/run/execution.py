@@ -87,7 +87,8 @@ def _execute(prep: Prepared, reporter: Reporter, rundir: RunDir) -> Summary:
             prep.profile, prep.plan, job_name=job_name, run_dir=rundir,
             worker_extra_args=watch.worker_args(walltime) if walltime else None,
         ) as (clus, client):
-            watcher = (watch.JobWatcher(clus, walltime, reporter.info, job_name=job_name)
+            watcher = (watch.JobWatcher(clus, walltime, reporter.info, job_name=job_name,
+                                        target=prep.plan.jobs)
                        if walltime else None)
             link = _dashboard(client)
             forward = ssh_forward(link)

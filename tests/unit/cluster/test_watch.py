@@ -149,6 +149,38 @@ def test_a_job_is_lost_only_when_squeue_and_the_scheduler_agree(fake: FakeSlurm)
     assert "job 12 was lost (cancelled, killed or pre-empted)" in said[-2]
 
 
+def test_replacements_waiting_in_the_queue_never_exceed_the_planned_jobs(
+    fake: FakeSlurm,
+) -> None:
+    # A run of 2 jobs whose workers near their lifetime, while 2 replacements already
+    # wait in the queue (a retiring worker's job stays until its task ends, so
+    # generations overlap): nothing more is asked for until one of them starts.
+    clus, said = FakeCluster(), []
+    clus.workers = {"w1": SimpleNamespace(job_id="11"), "w2": SimpleNamespace(job_id="12"),
+                    "r1": SimpleNamespace(job_id="21"), "r2": SimpleNamespace(job_id="22")}
+    clus.worker_spec = {name: {} for name in clus.workers}
+    w = watch.JobWatcher(clus, walltime=120, say=said.append, target=2)
+
+    def queue(running: tuple[str, ...], pending: tuple[str, ...]) -> None:
+        fake.answer("squeue", "".join(f"{j}|hpcscale-x|RUNNING|None|c1|debug\n"
+                                      for j in running)
+                    + "".join(f"{j}|hpcscale-x|PENDING|Resources||debug\n" for j in pending))
+
+    queue(("11", "12"), ("21", "22"))
+    w.poll(2, force=True)
+    for job in ("11", "12"):
+        w._started[job] -= 3600  # long past their lifetime: each wants its replacement
+    w.poll(2, force=True)
+    assert clus.submitted == 0, said  # two wait already
+    queue(("11", "12", "21"), ("22",))  # one replacement started: one place free
+    w.poll(2, force=True)
+    assert clus.submitted == 1, said
+    clus.workers["r3"] = SimpleNamespace(job_id="23")  # sbatch gave it an id: it waits too
+    queue(("11", "12", "21"), ("22", "23"))
+    w.poll(2, force=True)
+    assert clus.submitted == 1, said  # two wait again
+
+
 def test_the_worker_wait_does_not_give_up_while_slurm_is_silent(
     fake: FakeSlurm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
