@@ -149,27 +149,6 @@ def feed_fifo(fifo: Path, payload: bytes, held: int) -> None:
         os.close(held)
 
 
-def fifo_readers(fifo: Path) -> dict[int, str]:
-    """The processes other than this one holding the pipe open, with their SLURM job id
-    ("" if none): the testbed's nodes are network namespaces, they share this machine's
-    process table."""
-    target = os.path.realpath(fifo)
-    found: dict[int, str] = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if not any(os.readlink(fd) == target for fd in (proc / "fd").iterdir()):
-                continue
-            env = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue  # gone meanwhile, or not ours to read
-        job = next((v[len(b"SLURM_JOB_ID="):].decode() for v in env
-                    if v.startswith(b"SLURM_JOB_ID=")), "")
-        found[int(proc.name)] = job
-    return found
-
-
 # A job spec of one step: the mean over the first axis (format with inp= and out=).
 MEAN_SPEC = """
 [input]
