@@ -19,6 +19,10 @@ call per job). The watcher
 
 dask-jobqueue's cluster is a ``SpecCluster``: a job is replaced by adding a
 new entry to ``worker_spec`` and letting the cluster correct its state.
+``SpecCluster`` itself closes the job of a worker that left the scheduler and
+drops it from ``workers`` but keeps its ``worker_spec`` entry, so its next
+``_correct_state`` would submit that job again, on top of the watcher's
+replacement: the watcher removes such entries (and replaces the job once).
 """
 
 from __future__ import annotations
@@ -62,8 +66,8 @@ def worker_args(walltime: int) -> list[str]:
 
 def cluster_jobs(cluster: Any) -> dict[str, str]:
     """Worker name -> SLURM job id of the jobs a dask-jobqueue cluster holds."""
-    return {name: str(job.job_id) for name, job in getattr(cluster, "workers", {}).items()
-            if getattr(job, "job_id", None)}
+    held = list(getattr(cluster, "workers", {}).items())  # a copy: the loop thread changes it
+    return {name: str(job.job_id) for name, job in held if getattr(job, "job_id", None)}
 
 
 @dataclass
@@ -84,6 +88,7 @@ class JobWatcher:
     replacements: int = 0
     _started: dict[str, float] = field(default_factory=dict)  # job id -> first seen running
     _seen: set[str] = field(default_factory=set)
+    _known: dict[str, str] = field(default_factory=dict)  # worker name -> job id, once seen
     _replaced: set[str] = field(default_factory=set)
     _last: float = 0.0
     _since: float = field(default_factory=time.monotonic)
@@ -105,6 +110,8 @@ class JobWatcher:
         if not force and now - self._last < POLL:
             return
         self._last = now
+        jobs = self.jobs()
+        self._forget_dropped(jobs, now)
         jobs = self.jobs()
         if not self._ask(jobs, now):
             return  # no answer: nothing is known to be lost, nothing is submitted
@@ -133,6 +140,17 @@ class JobWatcher:
             raise SubmissionError(
                 f"no job started within {self.max_pending:.0f} s; pending: {reasons}"
             )
+
+    def _forget_dropped(self, jobs: dict[str, str], now: float) -> None:
+        """Jobs the cluster closed itself because their worker left: out of
+        ``worker_spec`` (so they are not submitted again), replaced once."""
+        for name, job_id in list(self._known.items()):
+            if name in jobs:
+                continue
+            del self._known[name]
+            if name in self.cluster.worker_spec:
+                self._gone(name, job_id, now)
+        self._known.update(jobs)
 
     def _ask(self, jobs: dict[str, str], now: float) -> bool:
         """One squeue for ``jobs`` into ``states``; False (states kept) when SLURM

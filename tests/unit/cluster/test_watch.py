@@ -181,6 +181,57 @@ def test_replacements_waiting_in_the_queue_never_exceed_the_planned_jobs(
     assert clus.submitted == 1, said  # two wait again
 
 
+class SpecLikeCluster(FakeCluster):
+    """FakeCluster whose ``_correct_state`` submits what ``worker_spec`` has and
+    ``workers`` lacks, as distributed's SpecCluster does, and which drops a worker
+    that left the scheduler from ``workers`` only (keeping its spec entry)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = SimpleNamespace(add_callback=lambda fn: fn())
+        self.opened: list[str] = []
+        self.next_id = 30
+
+    def _correct_state(self) -> None:
+        for name in set(self.workers) - set(self.worker_spec):
+            del self.workers[name]
+        for name in sorted(set(self.worker_spec) - set(self.workers)):
+            self.next_id += 1
+            self.opened.append(name)
+            self.workers[name] = SimpleNamespace(job_id=str(self.next_id))
+
+    def drop(self, name: str) -> None:
+        self.leave(name)
+        del self.workers[name]  # SpecCluster closed its job; its spec entry stays
+
+
+def test_a_job_the_cluster_closed_itself_is_not_submitted_again(fake: FakeSlurm) -> None:
+    # A worker retires (--lifetime) and leaves; SpecCluster closes its job and forgets
+    # it, but keeps its worker_spec entry: without the watcher removing that entry, the
+    # next replacement's _correct_state would submit the retired job again (the pile-up
+    # seen on a loaded machine: 6 running and 6 pending jobs for a plan of 2).
+    clus, said = SpecLikeCluster(), []
+    w = watch.JobWatcher(clus, walltime=120, say=said.append, target=3)
+    fake.running("11", "12", "13")
+    w.poll(3, force=True)
+    clus.drop("w1")
+    fake.running("12", "13")
+    w.poll(2, force=True)
+    assert clus.opened == ["new1"], said  # one replacement, and w1 is not resubmitted
+    assert "w1" not in clus.worker_spec
+    assert w.lost == ["11"]
+    fake.running("12", "13", "31")
+    w._started["12"] -= 3600  # w2 nears its lifetime: its replacement is submitted
+    w.poll(3, force=True)
+    assert clus.opened == ["new1", "new2"], said
+    clus.drop("w2")
+    fake.running("13", "31", "32")
+    w.poll(3, force=True)
+    assert clus.opened == ["new1", "new2"], said  # already replaced: nothing more
+    assert w.retired == ["12"]
+    assert set(clus.worker_spec) == {"w3", "new1", "new2"}
+
+
 def test_the_worker_wait_does_not_give_up_while_slurm_is_silent(
     fake: FakeSlurm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
