@@ -29,3 +29,29 @@ def warm(dask_worker: object = None) -> None:
     state = getattr(dask_worker, "state", None)
     threads = max(1, int(getattr(state, "nthreads", 1) or 1))
     zarr.config.set({"async.concurrency": threads, "threading.max_workers": threads})
+
+
+def check_imports(client: object, modules: list[str], where: str) -> None:
+    """Import each of ``modules`` on one connected worker, before any work is handed
+    out; a module that does not import there is a one-line ``RunError`` naming it,
+    the ImportError and the worker's Python (a login node's environment is often not
+    the compute nodes')."""
+    from hpcscale.errors import RunError
+
+    wanted = [m for m in dict.fromkeys(modules) if m]
+    if not wanted:
+        return
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])  # type: ignore[attr-defined]
+    if not workers:
+        return
+    said = client.run(_imports, wanted, workers=workers[:1])  # type: ignore[attr-defined]
+    for address, problems in said.items():
+        for module, why in problems:
+            raise RunError(f"{where}: module {module!r} does not import on the workers "
+                           f"(worker {address}): {why}; nothing was computed")
+
+
+def _imports(modules: list[str]) -> list[tuple[str, str]]:
+    from hpcscale.config.functions import import_on_worker
+
+    return [(m, why) for m in modules if (why := import_on_worker(m)) is not None]
