@@ -4,7 +4,8 @@ not the user's terminal."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,14 +14,33 @@ from pathlib import Path
 _LIBRARY_LOGGERS = ("distributed", "dask", "dask_jobqueue", "bokeh", "tornado", "asyncio")
 
 
+# dask's warnings a user should see, rephrased as one hpcscale line (said once per run
+# each): (logger prefix, pattern of the record's first line, the line to say).
+RULES: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("distributed", re.compile(r"Event loop was unresponsive in (\w+) for ([\d.]+)s"),
+     "this machine is busy: dask's {0} stopped answering for {1} s (a busy login node "
+     "slows the run; details in {log})"),
+    ("distributed", re.compile(r"marked as failed because (\d+) workers died"),
+     "a task was given up after {0} of its workers died running it (out of memory? "
+     "see the worker logs and {log})"),
+    ("distributed", re.compile(r"Worker is at (\d+)% memory usage\. Pausing"),
+     "a worker is at {0}% of its memory and paused (details in {log})"),
+    ("distributed", re.compile(r"Lost all workers"),
+     "every worker left the scheduler (details in {log})"),
+)
+
+
 class _RunLog(logging.Handler):
     """Appends records to the run's log. Not a StreamHandler on purpose: a
     LocalCluster's ``silence_logs`` turns every StreamHandler of ``distributed``
     down to CRITICAL while it runs, and the run's log should keep them all."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, say: Callable[[str], None] | None = None) -> None:
         super().__init__()
+        self.path = path
         self.file = path.open("a", encoding="utf-8")
+        self.say = say
+        self.said: set[int] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.file.closed:
@@ -28,8 +48,20 @@ class _RunLog(logging.Handler):
         try:
             self.file.write(self.format(record) + "\n")
             self.file.flush()
+            if self.say is not None and record.levelno >= logging.WARNING:
+                self._rephrase(record)
         except Exception:
             self.handleError(record)
+
+    def _rephrase(self, record: logging.LogRecord) -> None:
+        first = record.getMessage().splitlines()[0] if record.getMessage() else ""
+        for i, (prefix, pattern, text) in enumerate(RULES):
+            if i in self.said or not record.name.startswith(prefix):
+                continue
+            found = pattern.search(first)
+            if found and self.say is not None:
+                self.said.add(i)
+                self.say(text.format(*found.groups(), log=self.path))
 
     def close(self) -> None:
         self.file.close()
@@ -37,14 +69,16 @@ class _RunLog(logging.Handler):
 
 
 @contextmanager
-def dask_logs_to(path: Path, *, keep: bool = False) -> Iterator[None]:
+def dask_logs_to(path: Path, *, keep: bool = False,
+                 say: Callable[[str], None] | None = None) -> Iterator[None]:
     """While a run lasts, dask's, distributed's (and tornado's, bokeh's, asyncio's)
     log records go to ``path`` only: a worker's closed comm is a traceback there,
     not on the user's terminal. The loggers are restored afterwards, unless
     ``keep``: a command whose process ends with the run keeps them pointed at the
-    run's log, for what dask says while the interpreter shuts down."""
+    run's log, for what dask says while the interpreter shuts down. The few warnings
+    a user should see (:data:`RULES`) are also handed to ``say``, rephrased, once each."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = _RunLog(path)
+    handler = _RunLog(path, say)
     handler.setFormatter(logging.Formatter(
         "%(asctime)s %(name)s %(levelname)s %(message)s"))
     names = {n for n in logging.Logger.manager.loggerDict

@@ -67,7 +67,8 @@ def execute(
     reporter = reporter or Silent()
     rundir = run_dir or RunDir.create(prep.spec, prep.profile, prep.plan,
                                       trusted=prep.trusted, profile_files=prep.profile_files)
-    with dask_logs_to(rundir.dask_log, keep=keep_logs):
+    with dask_logs_to(rundir.dask_log, keep=keep_logs,
+                      say=lambda text: reporter.info(f"warning: {text}")):
         return _execute(prep, reporter, rundir)
 
 
