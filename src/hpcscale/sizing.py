@@ -199,6 +199,23 @@ def _plan_local(profile: LocalProfile, workload: Workload, jobs: int | str,
     return result
 
 
+# What one task may read at once when small stored chunks are batched (ops.read_batch):
+# dask's own default chunk size, counted at 8 bytes a value.
+BATCH_BYTES = 128 << 20
+
+
+def batch_budget(profile: SiteProfile) -> int:
+    """Bytes a task may read when the input's stored chunks are batched: BATCH_BYTES,
+    or less where a worker thread's memory would not hold the working set twice."""
+    match profile:
+        case SlurmProfile():
+            per_thread = profile.slurm.worker_memory // max(1, profile.slurm.threads)
+        case LocalProfile():
+            memory = profile.local.memory or _local_memory()
+            per_thread = memory // max(1, os.cpu_count() or 1)
+    return max(0, min(BATCH_BYTES, per_thread // (WORKING_SET_FACTOR * 2)))
+
+
 def _local_layout(profile: LocalProfile, jobs: int | str, holds_gil: bool) -> tuple[int, int]:
     """Worker processes and threads per worker on this machine: the profile's, else the
     asked number of workers, else by default one worker with a thread per core. Every

@@ -25,6 +25,7 @@ from hpcscale.ops.steps import (
     build_graph,
     parse_step,
     parse_steps,
+    read_batch,
     resolve_steps,
 )
 
@@ -49,5 +50,6 @@ __all__ = [
     "build_graph",
     "parse_step",
     "parse_steps",
+    "read_batch",
     "resolve_steps",
 ]

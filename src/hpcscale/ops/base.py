@@ -226,6 +226,12 @@ class StepModel(BaseModel):
         self.resolve(info)
         return info.chunks
 
+    def batch_axes(self, info: ArrayInfo) -> tuple[int, ...]:
+        """Axes along which reading several stored chunks per task leaves the step's
+        result (and its output chunks) unchanged: a reduction's reduced axes. Empty
+        for steps whose output blocks follow their input blocks."""
+        return ()
+
     def apply(self, arr: da.Array, info: ArrayInfo) -> da.Array:
         """The lazy result for ``arr`` (described by ``info``); nothing is computed."""
         raise NotImplementedError

@@ -120,6 +120,10 @@ class Reduction(StepModel):
         )
         return axes, tuple(tuple(int(c) for c in cs) for cs in chunks)
 
+    def batch_axes(self, info: ArrayInfo) -> tuple[int, ...]:
+        """The reduced axes: blocks larger along them give the same output blocks."""
+        return self.resolve_axes("axis", self.axis, info)
+
     def input_chunks(self, info: ArrayInfo) -> tuple[tuple[int, ...], ...]:
         """Input chunks; for quantiles, the rechunked blocks (reduced dims whole)."""
         return self._plan(info)[1]

@@ -17,7 +17,7 @@ from hpcscale.config import profiles
 from hpcscale.config.jobspec import JobSpec
 from hpcscale.errors import SizingError, UsageError
 from hpcscale.io import inputs, output
-from hpcscale.ops import ArrayInfo, build_graph, resolve_steps
+from hpcscale.ops import ArrayInfo, build_graph, read_batch, resolve_steps
 from hpcscale.run.types import Prepared
 
 
@@ -43,6 +43,17 @@ def prepare(
     resolved = profiles.load(choose_site(site, spec), trust=trust)
     source = inputs.open_input(spec.input.path, spec.input.var)
     info = ArrayInfo.of(source.data, source.dims)
+    batch = read_batch(info, spec.steps, sizing.batch_budget(resolved.profile)) \
+        if source.kind == "zarr" else None
+    batched: tuple[str, ...] = ()
+    if batch:  # several stored chunks per task: see ops.read_batch
+        stored = dict(zip(info.dims, (cs[0] for cs in info.chunks), strict=True))
+        source = inputs.open_input(spec.input.path, spec.input.var, chunks=batch)
+        info = ArrayInfo.of(source.data, source.dims)
+        each = math.prod(-(-n // stored[d]) for d, n in batch.items())
+        along = ", ".join(f"{d} ({stored[d]} -> {n})" for d, n in batch.items())
+        batched = (f"each task reads {each} stored chunks along {along}: the stored "
+                   "chunks are small, and dask's cost per task would dominate",)
     result, out_info = build_graph(source.data, info, spec.steps)
     replace = spec.output.overwrite if overwrite is None else overwrite
     job = fingerprint(spec, source)
@@ -52,7 +63,7 @@ def prepare(
     requested = jobs if jobs is not None else spec.run.jobs
     plan = sizing.plan(resolved.profile, workload, requested, _limits(resolved.profile),
                        walltime=spec.run.walltime_seconds)
-    notes = _space_warning(spec.output.path, workload.bytes_out)
+    notes = batched + _space_warning(spec.output.path, workload.bytes_out)
     if mode == "resume":
         notes += (f"resume: {spec.output.path} is an unfinished result of this same job; "
                   "the blocks it records as written are not computed again",)
