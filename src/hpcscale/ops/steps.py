@@ -86,6 +86,12 @@ def resolve_steps(info: ArrayInfo, steps: Sequence[Step]) -> list[ArrayInfo]:
     return infos
 
 
+# Batch reads only where there are more tasks than this, and keep at least this many:
+# below it, dask's per-task cost is small beside the work, and the tasks spread the
+# work over the run's jobs.
+BATCH_MIN_TASKS = 1024
+
+
 def read_batch(info: ArrayInfo, steps: Sequence[Step], budget: int) -> dict[str, int] | None:
     """Chunks to read the input with so that each task reads several stored chunks,
     or None to keep the stored ones.
@@ -96,9 +102,11 @@ def read_batch(info: ArrayInfo, steps: Sequence[Step], budget: int) -> dict[str,
     reduced axes: the output's blocks stay the same), the read chunks are whole
     multiples of the stored ones, growing the reduced axes in order until a task
     holds ``budget`` bytes (counted at 8 bytes a value, as steps work in float64).
-    Only regular chunk grids are batched.
+    Only regular chunk grids of more than ``BATCH_MIN_TASKS`` chunks are batched,
+    and never to fewer tasks than that.
     """
-    if not steps or not info.shape:
+    tasks = math.prod(len(cs) for cs in info.chunks) if info.shape else 0
+    if not steps or tasks <= BATCH_MIN_TASKS:
         return None
     axes = steps[0].batch_axes(info)
     if not axes or any(len(set(cs[:-1])) > 1 or cs[-1] > cs[0] for cs in info.chunks):
@@ -110,10 +118,12 @@ def read_batch(info: ArrayInfo, steps: Sequence[Step], budget: int) -> dict[str,
     for a in axes:
         if size * 2 > budget or block[a] >= info.shape[a]:
             continue
-        times = min(budget // size, -(-info.shape[a] // block[a]))
+        count = -(-info.shape[a] // block[a])  # chunks along a
+        times = min(budget // size, count, tasks // BATCH_MIN_TASKS)
         if times < 2:
             continue
         length = min(block[a] * times, info.shape[a])
+        tasks = tasks // count * -(-info.shape[a] // length)
         size = size // block[a] * length
         block[a] = length
         grown[info.dims[a]] = length

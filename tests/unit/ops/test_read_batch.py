@@ -13,8 +13,17 @@ from hypothesis import strategies as st
 
 from helpers import Cli
 from hpcscale.ops import ArrayInfo, parse_steps, read_batch
+from hpcscale.ops import steps as steps_module
 
 MiB = 1 << 20
+
+
+@pytest.fixture(autouse=True)
+def few_tasks_batch_too(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small test inputs are batched as if they had many chunks (but see
+    test_few_chunks_are_not_batched_and_batches_keep_many_tasks)."""
+    if "keep_many_tasks" not in request.node.name:
+        monkeypatch.setattr(steps_module, "BATCH_MIN_TASKS", 1)
 
 
 def info(shape: tuple[int, ...], chunk: tuple[int, ...], dtype: str = "float32") -> ArrayInfo:
@@ -53,6 +62,18 @@ def test_the_reduced_axes_grow_in_order_within_the_budget() -> None:
 def test_no_batch(table: dict, shape: tuple[int, ...], chunk: tuple[int, ...],  # type: ignore[type-arg]
                   why: str) -> None:
     assert read_batch(info(shape, chunk), parse_steps([table]), 4 * MiB) is None, why
+
+
+def test_few_chunks_are_not_batched_and_batches_keep_many_tasks() -> None:
+    assert steps_module.BATCH_MIN_TASKS == 1024
+    mean_z = steps(reduce="mean", axis="z")
+    # 3 x 16 x 16 = 768 chunks: few enough that dask's per-task cost does not matter
+    assert read_batch(info((24, 1024, 1024), (8, 64, 64)), mean_z, 128 * MiB) is None
+    # 64 x 4 x 4 = 1024 chunks of 8 KiB: a 128 MiB budget would take all 64 along z,
+    # but the tasks stay at least 1024 (to spread over the jobs): no batch at all
+    assert read_batch(info((512, 64, 64), (8, 16, 16)), mean_z, 128 * MiB) is None
+    # 64 x 8 x 8 = 4096 chunks: batched 4 along z, 1024 tasks
+    assert read_batch(info((512, 128, 128), (8, 16, 16)), mean_z, 128 * MiB) == {"z": 32}
 
 
 @settings(max_examples=60, deadline=None)
