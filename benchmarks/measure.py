@@ -230,7 +230,7 @@ _IDLE_CODE = """
 import importlib, sys
 import distributed.cli.dask_worker, distributed.worker, psutil
 try:
-    from hpcscale.cluster.worker import MODULES
+    from hpcscale.backends.worker import MODULES
 except ImportError:
     MODULES = ()
 for name in [*sys.argv[1:], *MODULES]:

@@ -19,7 +19,7 @@ import psutil
 import pytest
 from distributed import Client
 
-from hpcscale import cluster, sizing
+from hpcscale import backends, sizing
 from hpcscale.config import profiles
 from hpcscale.rundir import RunDir
 
@@ -58,7 +58,7 @@ def scheduler(testbed: Path, open_dir: Path) -> Iterator[tuple[Any, Client, Path
     # no worker job: the scheduler alone is what these tests look at
     plan = dataclasses.replace(sizing.plan(prof, sizing.Workload(1, 1, 1, 1), 1), jobs=0)
     rd = RunDir("sectest", run_dir)
-    with cluster.start(prof, plan, job_name="hpcscale-sectest", run_dir=rd) as (c, cl):
+    with backends.start(prof, plan, job_name="hpcscale-sectest", run_dir=rd) as (c, cl):
         yield c, cl, run_dir
 
 

@@ -194,10 +194,10 @@ def test_spec_walltime_on_a_local_site_is_said_not_to_apply() -> None:
 
 def test_spec_walltime_reaches_the_worker_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                ) -> None:
-    """prepare -> plan -> execute -> cluster.start(plan with the walltime) -> sbatch --time."""
+    """prepare -> plan -> execute -> backends.start(plan with the walltime) -> sbatch --time."""
     import zarr
 
-    from hpcscale import cluster, run, slurm
+    from hpcscale import backends, run, slurm
     from hpcscale.config import jobspec
 
     monkeypatch.setattr(slurm, "available", lambda: False)
@@ -219,14 +219,14 @@ def test_spec_walltime_reaches_the_worker_jobs(tmp_path: Path, monkeypatch: pyte
         seen["walltime"] = plan.walltime
         raise Started
 
-    monkeypatch.setattr(cluster, "start", fake_start)
+    monkeypatch.setattr(backends, "start", fake_start)
     with pytest.raises(Started):
         run.execute(prep)
     assert seen["walltime"] == 1200
     assert prep.profile.slurm is not None
-    kwargs = cluster.slurm_job_kwargs(prep.profile.slurm, walltime=seen["walltime"])  # type: ignore[arg-type]
+    kwargs = backends.slurm_job_kwargs(prep.profile.slurm, walltime=seen["walltime"])  # type: ignore[arg-type]
     assert kwargs["walltime"] == "00:20:00"
-    script = cluster.job_script(prep.profile, walltime=1200)
+    script = backends.job_script(prep.profile, walltime=1200)
     assert "#SBATCH -t 00:20:00" in script
 
 
@@ -246,14 +246,14 @@ def test_sacctmgr_associations_give_the_tightest_limits(monkeypatch: pytest.Monk
 def test_local_default_is_one_worker_with_a_thread_per_core_but_a_process_per_core_for_gil_work(
     user_sites: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hpcscale.cluster.local import cluster_kwargs
+    from hpcscale.backends.local import cluster_kwargs
 
     monkeypatch.setattr("os.cpu_count", lambda: 4)
     local = profiles.load("local").profile
     plan = sizing.plan(local, _work(8), "auto", None)
     assert (plan.jobs, plan.threads_per_worker) == (1, 4)
     assert any("one process with a thread per core" in d for d in plan.decisions)
-    kw = cluster_kwargs(local, plan)  # what cluster.start makes of the plan
+    kw = cluster_kwargs(local, plan)  # what backends.start makes of the plan
     assert (kw["n_workers"], kw["threads_per_worker"], kw["processes"]) == (1, 4, True)
     gil = dataclasses.replace(_work(8), holds_gil=True)
     plan = sizing.plan(local, gil, "auto", None)

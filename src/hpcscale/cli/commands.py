@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 import typer
 
-from hpcscale import cluster, run
+from hpcscale import backends, run
 from hpcscale import demo as sample
 from hpcscale.cli.options import DryRun, Jobs, Overwrite, Site, parse_jobs
 from hpcscale.cli.render import OPTIONS, ConsoleReporter, result, say
@@ -27,7 +27,7 @@ def script(site: Site = None) -> None:
     res = profiles.load(run.choose_site(site), trust=OPTIONS.trust_profiles)
     if res.profile.kind != "slurm":
         raise ProfileError(f"site {res.profile.name} is a local profile: it submits no jobs")
-    text = cluster.job_script(res.profile)
+    text = backends.job_script(res.profile)
     result(text.rstrip("\n"), {"site": res.profile.name, "script": text})
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hpcscale.cluster import watch
+    from hpcscale.backends import watch
     from hpcscale.io.output import PendingWrite
     from hpcscale.rundir import RunDir
 
@@ -132,7 +132,7 @@ class Watcher(Callback):
     the number of connected workers."""
 
     def __init__(self, client: Any, watcher: watch.JobWatcher) -> None:
-        from hpcscale.cluster import watch
+        from hpcscale.backends import watch
 
         self.client = client
         self.watcher = watcher

@@ -28,7 +28,7 @@ from hpcscale.run.callbacks import Callback, Index
 from hpcscale.rundir import DASK_REPORT, DASK_REPORT_AFTER
 
 if TYPE_CHECKING:
-    from hpcscale.cluster import watch
+    from hpcscale.backends import watch
     from hpcscale.run.types import Prepared, Reporter
     from hpcscale.rundir import RunDir
 

@@ -15,8 +15,8 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-from hpcscale import STARTED, cluster, slurm
-from hpcscale.cluster import watch, worker
+from hpcscale import STARTED, backends, slurm
+from hpcscale.backends import watch, worker
 from hpcscale.config import profiles
 from hpcscale.errors import SubmissionError
 from hpcscale.io import output
@@ -84,7 +84,7 @@ def _execute(prep: Prepared, reporter: Reporter, rundir: RunDir) -> Summary:
     summary.startup_s = _startup_seconds(started)
     try:
         walltime = prep.plan.walltime or 0
-        with _signals_raise(), cluster.start(
+        with _signals_raise(), backends.start(
             prep.profile, prep.plan, job_name=job_name, run_dir=rundir,
             worker_extra_args=watch.worker_args(walltime) if walltime else None,
         ) as (clus, client):
@@ -140,7 +140,7 @@ def _what_happened(summary: Summary, clus: Any, client: Any, watcher: watch.JobW
 
 
 def _dashboard(client: Any) -> str:
-    """The dashboard's address as it listens: on loopback only (cluster.start binds it
+    """The dashboard's address as it listens: on loopback only (backends.start binds it
     there), though dask's link names the scheduler's interface."""
     link = str(client.dashboard_link or "")
     url = urlsplit(link)
@@ -152,7 +152,7 @@ def _dashboard(client: Any) -> str:
 def ssh_forward(link: str, environ: Mapping[str, str] | None = None) -> str:
     """The ssh line that forwards the dashboard of ``link`` to ``localhost:8787`` on a laptop.
 
-    :func:`cluster.start` binds the dashboard to this node's loopback (the link
+    :func:`backends.start` binds the dashboard to this node's loopback (the link
     names the scheduler's host instead), so the tunnel ends on this node: the
     login node for an interactive run; inside a batch job (``SLURM_JOB_ID``) the
     compute node, reached through the submit host.

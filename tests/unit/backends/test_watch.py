@@ -18,7 +18,7 @@ import pytest
 import zarr
 
 from hpcscale import run, slurm
-from hpcscale.cluster import watch
+from hpcscale.backends import watch
 from hpcscale.run import execution
 from hpcscale.run import history as runs
 from hpcscale.rundir import RunDir

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcscale import slurm
-from hpcscale.cluster import SUBMIT_ERRORS
+from hpcscale.backends import SUBMIT_ERRORS
 from hpcscale.errors import SubmissionError
 
 POLL = 3.0

@@ -1,7 +1,7 @@
 """Golden files of the worker job scripts rendered for the built-in profiles.
 
 On an intended change, accept the new scripts with:
-    HPCSCALE_UPDATE_GOLDEN=1 pytest tests/unit/cluster/test_script_golden.py
+    HPCSCALE_UPDATE_GOLDEN=1 pytest tests/unit/backends/test_script_golden.py
 and review the diff of tests/golden/ before committing.
 """
 
@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from helpers import assert_golden, write_profile
-from hpcscale import cluster
+from hpcscale import backends
 from hpcscale.config import profiles
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden"
 
 
 def _render(name: str, **kw: str) -> str:
-    script = cluster.job_script(profiles.load(name).profile, **kw)
+    script = backends.job_script(profiles.load(name).profile, **kw)
     return script.replace(sys.executable, "<python>")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from distributed import Client, LocalCluster
 
-from hpcscale.cluster import worker
+from hpcscale.backends import worker
 from hpcscale.errors import RunError
 
 

@@ -1,7 +1,7 @@
 """From a site profile and its plan to a running dask cluster: the backend seam.
 
-Each backend is a module here (:mod:`~hpcscale.cluster.slurm`,
-:mod:`~hpcscale.cluster.local`) for its own profile type; :func:`start` is the
+Each backend is a module here (:mod:`~hpcscale.backends.slurm`,
+:mod:`~hpcscale.backends.local`) for its own profile type; :func:`start` is the
 one place that tells them apart. A new backend (PBS, srun inside an
 allocation) is a module and a ``case`` below.
 """
@@ -15,8 +15,8 @@ from typing import Any
 
 from distributed import Client, LocalCluster
 
-from hpcscale.cluster import local
-from hpcscale.cluster.slurm import (
+from hpcscale.backends import local
+from hpcscale.backends.slurm import (
     DEATH_TIMEOUT,
     PLACEHOLDER_SCHEDULER,
     SUBMIT_ERRORS,
