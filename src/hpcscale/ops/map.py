@@ -38,13 +38,16 @@ function raises.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Protocol, cast
 
+import cloudpickle
 import dask.array as da
 import numpy as np
 from dask.array.overlap import ensure_minimum_chunksize
@@ -256,7 +259,7 @@ class MapStep(StepModel):
         out_dtype = plan.out.dtype
         starts = {ax: tuple(np.cumsum((0, *plan.chunks[ax][:-1])).tolist()) for ax in plan.loop}
         block_fn = partial(
-            run_block, func=fn.func, kwargs=dict(self.kwargs), loop=plan.loop,
+            run_block, func=Shipped(fn.func), kwargs=dict(self.kwargs), loop=plan.loop,
             starts=starts, dims=info.dims, dtype=out_dtype, label=self.label(),
             name=fn.qualname, halo=plan.halo,
         )
@@ -300,8 +303,41 @@ def _shrink_loop(chunks: list[tuple[int, ...]], loop: tuple[int, ...], budget: i
 # -- what runs on a worker -------------------------------------------------------------------
 
 
+_LOADED: dict[str, Callable[..., Any]] = {}  # functions unpickled in this process, by payload
+
+
+class Shipped:
+    """A user's function carried as cloudpickle bytes inside a task.
+
+    distributed pickles a task with plain pickle when it can, and plain pickle names
+    a function by its module: a ``file.py:function`` module registered to travel by
+    value would then be looked up on the worker, where it does not exist (the task
+    could not even be read). cloudpickle's bytes carry a file function's code and
+    name a module function; they are loaded once per worker process, and a function
+    that cannot be loaded there is an error of its block, not of the worker.
+    """
+
+    __slots__ = ("key", "payload")
+
+    def __init__(self, func: Callable[..., Any] | None = None, payload: bytes = b"") -> None:
+        self.payload = payload or cloudpickle.dumps(func)
+        self.key = hashlib.sha256(self.payload).hexdigest()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Shipped, (None, self.payload))
+
+    def __dask_tokenize__(self) -> str:
+        return self.key
+
+    def load(self) -> Callable[..., Any]:
+        func = _LOADED.get(self.key)
+        if func is None:
+            func = _LOADED[self.key] = cloudpickle.loads(self.payload)
+        return func
+
+
 def run_block(
-    block: Block, *, func: Callable[..., Any], kwargs: Mapping[str, Any],
+    block: Block, *, func: Shipped, kwargs: Mapping[str, Any],
     loop: tuple[int, ...], starts: Mapping[int, tuple[int, ...]], dims: tuple[str, ...],
     dtype: np.dtype[Any], label: str, name: str, halo: tuple[int, ...],
     block_id: tuple[int, ...] | None = None,
@@ -309,8 +345,15 @@ def run_block(
     """Call the user's function on ``block`` (once per index of the ``loop`` axes), check
     each result and return the block's result in ``dtype``."""
     where = f"block {tuple(block_id) if block_id is not None else '?'}"
+    try:
+        fn = func.load()
+    except Exception as err:  # e.g. its module does not import on this worker
+        raise UserFunctionError(
+            f"{label}: at {where}: cannot load {name} on this worker ({_said(err)}; "
+            f"python {sys.executable})"
+        ) from None
     if not loop:
-        return _call(func, block, kwargs, dtype, label, name, where, halo)
+        return _call(fn, block, kwargs, dtype, label, name, where, halo)
     out = np.empty(block.shape, dtype=dtype)
     for index in np.ndindex(*(block.shape[ax] for ax in loop)):
         at = [slice(None)] * block.ndim
@@ -319,7 +362,7 @@ def run_block(
         plane = (", ".join(
             f"{dims[ax]}={starts[ax][block_id[ax]] + i if block_id is not None else i}"
             for ax, i in zip(loop, index, strict=True)) + f" ({where})")
-        out[tuple(at)] = _call(func, block[tuple(at)], kwargs, dtype, label, name, plane, halo)
+        out[tuple(at)] = _call(fn, block[tuple(at)], kwargs, dtype, label, name, plane, halo)
     return out
 
 
@@ -330,9 +373,7 @@ def _call(
     try:
         result = func(block, **kwargs)
     except Exception as err:  # the user's code: any error is theirs, said in one line
-        text = " ".join(str(err).split())
-        said = f"{type(err).__name__}: {text}" if text else type(err).__name__
-        raise UserFunctionError(f"{label}: at {where}: {name} raised {said}") from None
+        raise UserFunctionError(f"{label}: at {where}: {name} raised {_said(err)}") from None
     with_halo = " (the block's, halo included)" if any(halo) else ""
     if not isinstance(result, np.ndarray):
         raise UserFunctionError(
@@ -353,3 +394,8 @@ def _call(
             )
         result = result.astype(dtype)
     return cast(Block, result)
+
+
+def _said(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

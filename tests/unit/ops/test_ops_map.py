@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import itertools
-import sys
+import os
 from pathlib import Path
 from typing import Any
 
@@ -192,9 +192,10 @@ def test_property_canny_per_plane_equals_canny_on_each_whole_plane(case: Any) ->
 
 def test_with_core_the_function_is_called_per_plane_of_core_and_depth_dims() -> None:
     a = np.arange(4 * 5 * 6 * 7, dtype="int16").reshape(4, 5, 6, 7)
-    step = step_of({"map": f"{FNS}:seen", "core": ["y", "x"], "depth": {"z": 1}})
-    assert step.function is not None
-    calls = sys.modules[step.function.func.__module__].CALLS  # the loaded file's own copy
+    import userfns  # by name (this folder is on sys.path): the step calls this very module
+
+    step = step_of({"map": "userfns:seen", "core": ["y", "x"], "depth": {"z": 1}})
+    calls = userfns.CALLS
     calls.clear()
     arr = da.from_array(a, chunks=(2, 2, 3, 7))
     out = step.apply(arr, ArrayInfo.of(arr, ("t", "z", "y", "x")))
@@ -360,6 +361,40 @@ def test_a_bad_result_is_one_line_naming_the_function_and_the_block(
     with pytest.raises(UserFunctionError, match=message) as err:
         _compute(fn, a, table)
     assert "\n" not in str(err.value)
+
+
+def test_a_file_function_travels_inside_a_task_pickled_plainly(tmp_path: Path) -> None:
+    """distributed pickles a task with plain pickle: the function must still travel by
+    value, to a process that has never seen its file (here: a fresh interpreter)."""
+    import pickle
+    import subprocess
+    import sys
+
+    src = tmp_path / "scale.py"
+    src.write_text("FACTOR = 3\ndef scale(a):\n    return a * FACTOR\n")
+    step = step_of({"map": f"{src}:scale"})
+    arr = da.from_array(np.arange(6).reshape(2, 3), chunks=(1, 3))
+    out = step.apply(arr, ArrayInfo.of(arr, ("y", "x")))
+    graph = dict(out.__dask_graph__())
+    payload = pickle.dumps(graph)  # plain pickle, as distributed does first
+    src.unlink()  # gone from disk: the bytes must carry the code
+    code = ("import pickle, sys, dask; g = pickle.loads(sys.stdin.buffer.read()); "
+            f"print(dask.get(g, {out.__dask_keys__()[1][0]!r}).tolist())")
+    done = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True,
+                          cwd="/", check=False, env={"PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().strip() == "[[9, 12, 15]]"
+
+
+def test_a_function_that_cannot_load_on_a_worker_is_one_line() -> None:
+    from hpcscale.ops.map import Shipped, run_block
+
+    broken = Shipped(payload=b"not a pickle")
+    with pytest.raises(UserFunctionError, match=r"^step 1 \(f\): at block \(0, 0\): cannot "
+                       r"load f on this worker \(UnpicklingError: .*; python "):
+        run_block(np.zeros((2, 2)), func=broken, kwargs={}, loop=(), starts={},
+                  dims=("y", "x"), dtype=np.dtype("float64"), label="step 1 (f)", name="f",
+                  halo=(0, 0), block_id=(0, 0))
 
 
 def test_the_error_survives_pickling() -> None:
