@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tomllib
 from collections.abc import Sequence
 from enum import StrEnum
@@ -186,7 +185,7 @@ def filter_(
 
 
 def _kwargs(values: list[str] | None) -> dict[str, Any] | None:
-    """``--kwarg NAME=VALUE``: the value read as a TOML (or JSON) value, else as text."""
+    """``--kwarg NAME=VALUE``: the value read as a TOML value, else as text."""
     found: dict[str, Any] = {}
     for item in values or []:
         key, sep, text = item.partition("=")
@@ -198,14 +197,11 @@ def _kwargs(values: list[str] | None) -> dict[str, Any] | None:
 
 
 def _value(text: str) -> Any:
-    """3 -> 3, 2.5 -> 2.5, true -> True, [1, 2] -> [1, 2], "3" -> '3', nearest -> 'nearest'."""
+    """A TOML value (which JSON's numbers, true/false, strings and lists also are), else the
+    text: 3 -> 3, 2.5 -> 2.5, true -> True, [1, 2] -> [1, 2], "3" -> '3', nearest -> 'nearest'."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
-        pass
-    try:
-        return json.loads(text)
-    except ValueError:
         return text
 
 

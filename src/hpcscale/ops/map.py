@@ -176,6 +176,7 @@ class MapStep(StepModel):
         if isinstance(self.depth, int):
             return tuple(0 if ax in core else self.depth for ax in range(info.ndim))
         depth = [0] * info.ndim
+        named: set[int] = set()
         for key, value in self.depth.items():
             ref: str | int = int(key) if key.lstrip("-").isdigit() else key
             (ax,) = self.resolve_axes("depth", ref, info)
@@ -184,8 +185,9 @@ class MapStep(StepModel):
                     f"depth {info.dims[ax]!r} = {value}, but {info.dims[ax]!r} is a core dim "
                     "(seen whole, it needs no overlap); leave it out of depth"
                 )
-            if depth[ax] and key != info.dims[ax]:
+            if ax in named:  # by name and by number
                 raise self.error(f"depth names dim {info.dims[ax]!r} twice")
+            named.add(ax)
             depth[ax] = value
         return tuple(depth)
 

@@ -306,6 +306,7 @@ INFO = ArrayInfo((6, 8, 10), np.dtype("float32"), DIMS, ((3, 3), (4, 4), (5, 5))
     ({"map": "f", "core": ["y", "x"], "depth": {"x": 2}},
      r"depth 'x' = 2, but 'x' is a core dim .*leave it out of depth$"),
     ({"map": "f", "depth": {"z": 1, "0": 2}}, r"depth names dim 'z' twice"),
+    ({"map": "f", "depth": {"-1": 0, "x": 1}}, r"depth names dim 'x' twice"),
     ({"map": "f", "dtype": "float33"}, r"dtype 'float33' is not a numeric numpy dtype"),
     ({"map": "f", "dtype": "U8"}, r"dtype 'U8' is not a numeric numpy dtype"),
     ({"map": "f", "dtype": "object"}, r"dtype 'object' is not a numeric"),
