@@ -63,6 +63,11 @@ class RunError(HpcscaleError):
     exit_code = 1
 
 
+class UserFunctionError(RunError):
+    """A user's function (a ``map`` step) raised, or returned what its step did not
+    declare; the message names the step, the function and the block."""
+
+
 class Interrupted(HpcscaleError):
     """Ctrl-C, SIGTERM or SIGHUP during a run; the run's jobs were cancelled."""
 

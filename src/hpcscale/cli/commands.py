@@ -1,7 +1,8 @@
-"""Commands that plan and run work: script, plan, submit, reduce, filter, demo."""
+"""Commands that plan and run work: script, plan, submit, reduce, filter, map-blocks, demo."""
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -14,8 +15,8 @@ from hpcscale import demo as sample
 from hpcscale.cli.options import DryRun, Jobs, Overwrite, Site, parse_jobs
 from hpcscale.cli.render import OPTIONS, ConsoleReporter, result, say
 from hpcscale.config import jobspec, profiles
-from hpcscale.errors import Interrupted, ProfileError
-from hpcscale.ops import FILTERS, MODES, REDUCTIONS
+from hpcscale.errors import Interrupted, ProfileError, UsageError
+from hpcscale.ops import BOUNDARIES, FILTERS, MODES, REDUCTIONS
 
 
 def script(site: Site = None) -> None:
@@ -183,6 +184,85 @@ def filter_(
     _one_off(inp, out, step, var, overwrite, site, jobs, dry_run, print_spec, zarr_format)
 
 
+def _kwargs(values: list[str] | None) -> dict[str, Any] | None:
+    """``--kwarg NAME=VALUE``: the value read as a TOML value, else as text."""
+    found: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--kwarg {item!r}: expected NAME=VALUE, e.g. --kwarg sigma=3 "
+                             "or --kwarg mode=nearest")
+        found[key] = _value(text)
+    return found or None
+
+
+def _value(text: str) -> Any:
+    """A TOML value (which JSON's numbers, true/false, strings and lists also are), else the
+    text: 3 -> 3, 2.5 -> 2.5, true -> True, [1, 2] -> [1, 2], "3" -> '3', nearest -> 'nearest'."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _depth(values: list[str] | None) -> dict[str, int] | int | None:
+    """``--depth DIM=N`` (repeat), or ``--depth N`` for every dim that is not core."""
+    if not values:
+        return None
+    if len(values) == 1 and "=" not in values[0]:
+        return _count("--depth", values[0], values[0])
+    found: dict[str, int] = {}
+    for item in values:
+        dim, sep, text = item.partition("=")
+        if not sep or not dim:
+            raise UsageError(f"--depth {item!r}: expected DIM=N (e.g. --depth z=1), "
+                             "or one N for every dim")
+        found[dim] = _count("--depth", item, text)
+    return found
+
+
+def _count(option: str, item: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"{option} {item!r}: {text!r} is not a whole number") from None
+
+
+def map_blocks(
+    inp: In, out: Out,
+    fn: Annotated[str, typer.Option(
+        "--fn", help="The function: module:function or path/to/file.py:function.")],
+    kwarg: Annotated[list[str] | None, typer.Option(
+        "--kwarg", "-k", help="NAME=VALUE passed to the function (repeat); VALUE is read as "
+        "TOML: 3, 2.5, true, [1, 2], else text.")] = None,
+    core: Annotated[list[str] | None, typer.Option(
+        "--core", help="A dim the function sees whole (repeat): one call per plane of them.")]
+    = None,
+    depth: Annotated[list[str] | None, typer.Option(
+        "--depth", help="DIM=N samples of overlap on each side (repeat), or N for all dims.")]
+    = None,
+    dtype: Annotated[str | None, typer.Option(
+        help="The result's dtype, e.g. bool, float64 (default: the input's).")] = None,
+    boundary: Annotated[str | None, typer.Option(
+        help="The halo at the array's edges: none (default: the function's own edge "
+        "handling), reflect, nearest, periodic, or a number.")] = None,
+    var: Var = None, site: Site = None, jobs: Jobs = None, overwrite: Overwrite = None,
+    dry_run: DryRun = False, print_spec: PrintSpec = False, zarr_format: ZarrFormat = 3,
+) -> None:
+    """Apply your own function to every block or plane (one-off; a one-step map job spec).
+
+    Example:
+    hpcscale map-blocks hpcscale-demo/cells.zarr edges.zarr --fn skimage.feature:canny
+    --kwarg sigma=2 --core y --core x --dtype bool
+    """
+    edge: str | float | None = boundary
+    if boundary is not None and boundary not in BOUNDARIES:
+        edge = _value(boundary)  # a number: the constant the halo is filled with
+    step = {"map": fn, "kwargs": _kwargs(kwarg), "core": _axes(core), "depth": _depth(depth),
+            "dtype": dtype, "boundary": edge}
+    _one_off(inp, out, step, var, overwrite, site, jobs, dry_run, print_spec, zarr_format)
+
+
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Where to put data and results.")]
     = Path("hpcscale-demo"),
@@ -214,4 +294,5 @@ def register(app: typer.Typer) -> None:
     app.command()(script)
     app.command()(reduce)
     app.command("filter")(filter_)
+    app.command("map-blocks")(map_blocks)
     app.command()(demo)

@@ -15,7 +15,10 @@
     site = "local"
     jobs = "auto"
 
-Steps are parsed by :mod:`hpcscale.ops`; this module owns the rest.
+Steps are parsed by :mod:`hpcscale.ops`; this module owns the rest, and loads the
+function of each ``map`` step (:mod:`hpcscale.config.functions`): a relative
+``file.py:function`` lies in the job spec's folder (the current directory for a
+command line's one-off).
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hpcscale import units
 from hpcscale._fs import read_toml
 from hpcscale._validation import explain, problems
+from hpcscale.config import functions
 from hpcscale.errors import JobSpecError
-from hpcscale.ops import Step, parse_step
+from hpcscale.ops import MapStep, Step, parse_step
 
 _VAR = r"^[A-Za-z0-9_./\-]+$"
 
@@ -94,6 +98,21 @@ class JobSpec:
     run: RunSpec
     source: str  # the file it came from, or "<command line>"
 
+    @property
+    def user_modules(self) -> tuple[tuple[str, str], ...]:
+        """``(step label, module)`` for each ``map`` step whose function is imported by
+        name: the module must import on the workers too (a file function travels by
+        value and needs nothing there)."""
+        return tuple((s.label(), s.function.module) for s in self.steps
+                     if isinstance(s, MapStep) and s.function is not None and s.function.module)
+
+    @property
+    def functions(self) -> dict[str, str]:
+        """The user functions of the steps, as their tables name them, to their digests
+        (recorded with an output so a resume with a changed function is refused)."""
+        return {str(s.to_table()["map"]): s.function.digest for s in self.steps
+                if isinstance(s, MapStep) and s.function is not None}
+
     def to_toml(self) -> str:
         """The spec as TOML that :func:`parse` reads back (for ``--print-spec``)."""
         data: dict[str, Any] = {}
@@ -109,8 +128,11 @@ class JobSpec:
         return tomli_w.dumps(data)
 
 
-def parse(data: Mapping[str, Any], source: str) -> JobSpec:
-    """Validate a job spec table; raises :class:`JobSpecError` naming ``source``."""
+def parse(data: Mapping[str, Any], source: str, base: Path | None = None) -> JobSpec:
+    """Validate a job spec table; raises :class:`JobSpecError` naming ``source``.
+
+    ``base`` is the folder a ``map`` step's relative ``file.py:function`` lies in
+    (default: the current directory)."""
     try:
         model = _SpecModel.model_validate(data)
     except ValidationError as err:
@@ -119,10 +141,20 @@ def parse(data: Mapping[str, Any], source: str) -> JobSpec:
     steps = []
     for i, table in enumerate(model.steps, start=1):
         try:
-            steps.append(parse_step(table, i))
+            step = parse_step(table, i)
+            steps.append(_bind(step, base) if isinstance(step, MapStep) else step)
         except JobSpecError as err:
             raise JobSpecError(f"job spec {source}: {err}") from err
     return JobSpec(model.description, model.input, tuple(steps), model.output, model.run, source)
+
+
+def _bind(step: MapStep, base: Path | None) -> MapStep:
+    """The step with its function loaded, and refused if it cannot take a block and the
+    step's kwargs."""
+    where = step.label()
+    fn = functions.load(step.map, where=where, base=base)
+    functions.check_call(fn, where, (None,), dict(step.kwargs), "f(block, **kwargs)")
+    return step.bind(fn)
 
 
 def _valid_keys(loc: Sequence[Any]) -> list[str]:
@@ -139,14 +171,14 @@ def load(path: str | Path) -> JobSpec:
     """Read and validate a job spec file."""
     p = Path(path)
     data = read_toml(p, JobSpecError, "job spec")
-    return parse(data, str(p))
+    return parse(data, str(p), base=p.absolute().parent)
 
 
 def one_step(
     input_path: str, output_path: str, step: Mapping[str, Any], *, var: str | None = None,
     overwrite: bool = False, zarr_format: int = 3,
 ) -> JobSpec:
-    """The job spec equivalent to a one-off ``reduce``/``filter`` command."""
+    """The job spec equivalent to a one-off ``reduce``/``filter``/``map-blocks`` command."""
     data: dict[str, Any] = {
         "input": {"path": input_path} | ({"var": var} if var else {}),
         "steps": [dict(step)],

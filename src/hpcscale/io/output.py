@@ -205,7 +205,7 @@ def _matches(out: Path, base: Path, pattern: tuple[str, ...]) -> bool:
 
 def check_output(
     path: str | os.PathLike[str], *, overwrite: bool, job: str | None = None,
-    inputs: Sequence[str | os.PathLike[str]] = (),
+    inputs: Sequence[str | os.PathLike[str]] = (), functions: Mapping[str, str] | None = None,
 ) -> Literal["new", "replace", "resume"]:
     """Refuse, with a one-line ``OutputError``, an output path that must not be written.
 
@@ -216,7 +216,9 @@ def check_output(
     by its marker) holding nothing else ("replace"); without it, such a store
     left unfinished by the same ``job`` (its fingerprint) and no longer being
     written ("resume"). Anything else
-    that exists is never replaced, whatever ``overwrite`` says.
+    that exists is never replaced, whatever ``overwrite`` says. ``functions`` (a user
+    function's name to its digest, recorded in the marker) lets the refusal of an
+    unfinished store say that a function changed since it was started.
     """
     text = os.path.expanduser(os.fspath(path))
     check_not_input(text, inputs)
@@ -261,10 +263,27 @@ def check_output(
         )
     if job is not None and marker.get("job") == job:
         return "resume"
+    changed = _changed_function(marker.get("functions"), functions or {})
+    if changed:
+        raise OutputError(
+            f"output {text}: an unfinished result made with another version of the function "
+            f"{changed} (it changed since that run started); cannot resume it: pass "
+            "--overwrite to replace it, or restore the function to resume"
+        )
     raise OutputError(
-        f"output {text}: an unfinished result of a different job (other input, steps or "
-        "output settings); pass --overwrite to replace it"
+        f"output {text}: an unfinished result of a different job (other input, steps, "
+        "functions or output settings); pass --overwrite to replace it"
     )
+
+
+def _changed_function(then: object, now: Mapping[str, str]) -> str | None:
+    """The first function recorded in a store's marker whose digest differs now."""
+    if not isinstance(then, dict):
+        return None
+    for name, digest in now.items():
+        if name in then and then[name] != digest:
+            return name
+    return None
 
 
 def _live_writer(marker: Mapping[str, Any]) -> str | None:
@@ -351,6 +370,7 @@ def write_zarr(
     job: str | None = None,
     run: str | None = None,
     inputs: Sequence[str] = (),
+    functions: Mapping[str, str] | None = None,
 ) -> PendingWrite:
     """Prepare writing ``data`` as array ``name`` of a new Zarr group at ``path``, or
     resuming it: the store is created (its marker says unfinished) and the blocks still
@@ -367,10 +387,11 @@ def write_zarr(
     with the same fingerprint is resumed (its recorded blocks are skipped, its
     stray ``.partial`` files removed) instead of refused. ``run`` names the run
     writing it, in the marker. ``inputs`` are the paths ``data`` is read from:
-    an output that is, is inside or holds one of them is refused.
+    an output that is, is inside or holds one of them is refused. ``functions`` (user
+    functions' names to their digests) go in the marker, for :func:`check_output`.
     """
     text = os.path.expanduser(os.fspath(path))
-    mode = check_output(text, overwrite=overwrite, job=job, inputs=inputs)
+    mode = check_output(text, overwrite=overwrite, job=job, inputs=inputs, functions=functions)
     if zarr_format not in (2, 3):
         raise OutputError(f"output {text}: zarr_format {zarr_format!r}; expected 2 or 3")
     fmt: Literal[2, 3] = 2 if zarr_format == 2 else 3
@@ -403,7 +424,8 @@ def write_zarr(
         codec = default_codec(data.dtype, zarr_format)
         if codec is not None:
             encoding["compressors"] = (codec,)
-        _create(text, data, name, dims, fmt, encoding, coords, attrs, provenance, job, run)
+        _create(text, data, name, dims, fmt, encoding, coords, attrs, provenance, job, run,
+                functions)
         manifest.start()
     blocks = _block_writes(data, text, name, fmt)
     done = manifest.done()
@@ -417,7 +439,7 @@ def _create(
     path: str, data: da.Array, name: str, dims: tuple[str, ...], fmt: Literal[2, 3],
     encoding: dict[str, Any], coords: Mapping[str, Any] | None,
     attrs: Mapping[str, Any] | None, provenance: Mapping[str, Any], job: str | None,
-    run: str | None,
+    run: str | None, functions: Mapping[str, str] | None = None,
 ) -> None:
     """The store's metadata and coordinates, marked incomplete; no data blocks."""
     now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -430,6 +452,7 @@ def _create(
         "job": job,
         "run": run,
         "host": socket.gethostname(),
+        **({"functions": dict(functions)} if functions else {}),
         "pid": os.getpid(),
     }
     record = _jsonable(dict(provenance))

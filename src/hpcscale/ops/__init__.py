@@ -1,4 +1,5 @@
-"""Compute steps as pure dask graphs (no I/O): filters, reductions, histograms.
+"""Compute steps as pure dask graphs (no I/O): filters, reductions, histograms, and a
+user's function per block (``map``).
 
 A job spec's ``[[steps]]`` tables become step objects with ``parse_step``;
 each step can ``resolve`` (check against an ``ArrayInfo`` and give the output's
@@ -18,6 +19,7 @@ from hpcscale.ops.filters import (
     SizeFilter,
 )
 from hpcscale.ops.histogram import BIN_DIM, MAX_BINS, Histogram
+from hpcscale.ops.map import BOUNDARIES, MapStep
 from hpcscale.ops.reduce import QUANTILE_MAX_SLICE_BYTES, REDUCTIONS, Reduction
 from hpcscale.ops.steps import (
     STEP_KINDS,
@@ -31,6 +33,7 @@ from hpcscale.ops.steps import (
 
 __all__ = [
     "BIN_DIM",
+    "BOUNDARIES",
     "FILTERS",
     "MAX_BINS",
     "MODES",
@@ -42,6 +45,7 @@ __all__ = [
     "GaussianFilter",
     "Histogram",
     "LaplaceFilter",
+    "MapStep",
     "PercentileFilter",
     "Reduction",
     "SizeFilter",

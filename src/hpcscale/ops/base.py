@@ -1,7 +1,7 @@
 """What every step shares: ``ArrayInfo``, the step base model and its checks.
 
 A step is a frozen pydantic model built from one ``[[steps]]`` table. Nothing
-here computes; the step modules (``filters``, ``reduce``, ``histogram``) add
+here computes; the step modules (``filters``, ``reduce``, ``histogram``, ``map``) add
 ``_plan`` and ``apply``. Every refusal a user can cause is a one-line
 ``JobSpecError`` that starts with the step's label, e.g. ``step 2 (median): ...``.
 """
@@ -194,6 +194,11 @@ class StepModel(BaseModel):
                 table[key] = list(value) if isinstance(value, tuple) else value
         return table
 
+    def record(self) -> dict[str, Any]:
+        """What a run records of the step (its fingerprint, the output's provenance): its
+        table, plus what the table cannot say (a user function's digest)."""
+        return self.to_table()
+
     def describe(self) -> str:
         """The step as a one-line TOML inline table: ``{ reduce = "mean", axis = ["time"] }``."""
         items = ", ".join(f"{k} = {_toml(v)}" for k, v in self.to_table().items())
@@ -316,4 +321,11 @@ def _toml(value: object) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):  # a map step's kwargs and depth
+        def key(k: object) -> str:
+            bare = isinstance(k, str) and k and all(c.isascii() and (c.isalnum() or c in "_-")
+                                                   for c in k)
+            return str(k) if bare else _toml(str(k))
+
+        return "{ " + ", ".join(f"{key(k)} = {_toml(v)}" for k, v in value.items()) + " }"
     return repr(value)

@@ -20,6 +20,7 @@ from hpcscale.ops.filters import (
     SizeFilter,
 )
 from hpcscale.ops.histogram import Histogram
+from hpcscale.ops.map import MapStep
 from hpcscale.ops.reduce import REDUCTIONS, Reduction
 
 Step = (
@@ -30,16 +31,19 @@ Step = (
     | LaplaceFilter
     | Reduction
     | Histogram
+    | MapStep
 )
-STEP_KINDS = ("filter", "reduce", "histogram")
+STEP_KINDS = ("filter", "reduce", "histogram", "map")
 
 
 def parse_step(table: dict[str, Any], index: int | None = None) -> Step:
     """Build a step from one ``[[steps]]`` table.
 
-    The table's kind is the one of ``filter``, ``reduce`` or ``histogram`` it
-    has. ``index`` is the step number shown in messages (``step 3 (median): ...``);
-    the job spec counts from 1. Raises a one-line ``JobSpecError``.
+    The table's kind is the one of ``filter``, ``reduce``, ``histogram`` or ``map``
+    it has (a ``map`` step's function is loaded and bound by the job spec, which knows
+    where relative files lie: ``MapStep.bind``). ``index`` is the step number shown in
+    messages (``step 3 (median): ...``); the job spec counts from 1. Raises a one-line
+    ``JobSpecError``.
     """
     label = f"step {index}" if index is not None else "step"
     if not isinstance(table, dict):
@@ -48,10 +52,12 @@ def parse_step(table: dict[str, Any], index: int | None = None) -> Step:
     if len(kinds) != 1:
         found = ", ".join(kinds) if kinds else "none"
         raise JobSpecError(
-            f"{label} must have exactly one of the keys filter, reduce, histogram "
+            f"{label} must have exactly one of the keys {', '.join(STEP_KINDS)} "
             f"(what the step does); found {found}"
         )
     kind = kinds[0]
+    if kind == "map":
+        return MapStep.parse(table, index)
     if kind == "histogram":
         return Histogram.parse(table, index)
     if kind == "reduce":

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from distributed import performance_report
 
 from hpcscale import __version__
-from hpcscale.errors import InputError, RunError
+from hpcscale.errors import InputError, RunError, UserFunctionError
 from hpcscale.io import output
 from hpcscale.io._source import one_line
 from hpcscale.ops import BIN_DIM, Histogram
@@ -52,6 +52,7 @@ def write_result(
         overwrite=prep.overwrite, zarr_format=prep.spec.output.zarr_format,
         shards=tuple(prep.spec.output.shards) if prep.spec.output.shards else None,
         job=prep.job, run=rundir.run_id, inputs=[prep.spec.input.path],
+        functions=prep.spec.functions,
     )
     if write.resumed or write.partials_removed:
         reporter.info(f"resuming {write.path}: {write.resumed} of {write.total} blocks already "
@@ -95,7 +96,7 @@ def output_name(prep: Prepared) -> str:
 
 def _provenance(prep: Prepared) -> dict[str, Any]:
     return {
-        "steps": [s.to_table() for s in prep.spec.steps],
+        "steps": [s.record() for s in prep.spec.steps],
         "input": str(prep.spec.input.path),
         "input_var": prep.spec.input.var,
         "site": prep.profile.name,
@@ -168,6 +169,9 @@ def _failure(future: Any, path: str, bytes_out: int) -> Exception:
     full = output.disk_full_error(path, err, bytes_out)
     if full is not None:
         return full
+    if isinstance(err, UserFunctionError):  # names the step, the function and the block
+        return RunError(f"{one_line(err)}; the output {path} is left unfinished: fix the "
+                        "function or the step, then re-run with --overwrite")
     if isinstance(err, InputError):  # names the input and the chunk or file that failed
         return RunError(f"{one_line(err)}{kept.replace('re-run', 'fix the input, then re-run')}")
     return RunError(f"computation failed: {type(err).__name__}: {one_line(err)}{kept}")

@@ -104,6 +104,8 @@ def _execute(prep: Prepared, reporter: Reporter, rundir: RunDir) -> Summary:
             expected = prep.plan.jobs * prep.plan.workers_per_job
             summary.first_worker_s = _wait_for_workers(
                 client, watcher, expected, reporter, rundir, started)
+            for where, module in prep.spec.user_modules:  # before any work is handed out
+                worker.check_imports(client, [module], where)
             rundir.update(state=RunState.RUNNING)
             write, summary.compute_s = compute.write_result(prep, client, reporter, watcher,
                                                             rundir)

@@ -58,7 +58,7 @@ def prepare(
     replace = spec.output.overwrite if overwrite is None else overwrite
     job = fingerprint(spec, source)
     mode = output.check_output(spec.output.path, overwrite=replace, job=job,
-                               inputs=[spec.input.path])
+                               inputs=[spec.input.path], functions=spec.functions)
     workload = _workload(spec, info, out_info)
     requested = jobs if jobs is not None else spec.run.jobs
     plan = sizing.plan(resolved.profile, workload, requested, _limits(resolved.profile),
@@ -73,14 +73,15 @@ def prepare(
 
 
 def fingerprint(spec: JobSpec, source: inputs.InputArray) -> str:
-    """What makes two runs write the same bytes: input, steps, output layout, version."""
+    """What makes two runs write the same bytes: input, steps (with their functions'
+    digests), output layout, version."""
     what = {
         "input": os.path.abspath(os.path.expanduser(str(spec.input.path))),
         "var": spec.input.var,
         "shape": list(source.shape),
         "dtype": str(source.data.dtype),
         "chunks": [list(c) for c in source.data.chunks],
-        "steps": [s.to_table() for s in spec.steps],
+        "steps": [s.record() for s in spec.steps],  # a user function's digest too
         "name": spec.output.name,
         "zarr_format": spec.output.zarr_format,
         "shards": spec.output.shards,

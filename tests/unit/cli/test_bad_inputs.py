@@ -151,6 +151,29 @@ def _run_with(w: World, name: str, data: bytes) -> str:
     return run_id
 
 
+def _map(w: World, *more: str) -> list[str]:
+    return ["map-blocks", w.zin, w.out(), "--site", "local", *more]
+
+
+def _fns(w: World) -> str:
+    """A file of user functions beside the world (outside the hashed folder: loading it
+    may leave Python's bytecode cache there)."""
+    path = w.root.parent / "fns.py"
+    path.write_text("def no_args():\n    pass\n\n\ndef box(a, size=3):\n    return a\n")
+    return str(path)
+
+
+MAP_SPEC = """
+[input]
+path = "{inp}"
+[[steps]]
+map = "{fn}"
+{more}
+[output]
+path = "{out}"
+"""
+
+
 # (id, argv from the world, exit code, key words of the one line)
 Case = tuple[str, Callable[[World], list[str]], int, tuple[str, ...]]
 CASES: list[Case] = [
@@ -301,6 +324,43 @@ CASES: list[Case] = [
      ("--sigma", "valid number")),
     ("--range with one value", lambda w: ["reduce", w.zin, w.out(), "--op", "histogram",
                                           "--range", "1"], 2, ("--range",)),
+    # map-blocks and map steps: the function, its arguments, core, depth, dtype, boundary
+    ("--fn not importable", lambda w: _map(w, "--fn", "no_such_module_xyz:f"), 2,
+     ("step 1", "module 'no_such_module_xyz' does not import")),
+    ("--fn not a function", lambda w: _map(w, "--fn", "numpy:pi"), 2,
+     ("'numpy:pi' is a float, not a function",)),
+    ("--fn no such function", lambda w: _map(w, "--fn", "numpy:no_such_fn"), 2,
+     ("'numpy' has no function 'no_such_fn'",)),
+    ("--fn without a colon", lambda w: _map(w, "--fn", "sobel"), 2,
+     ("'sobel' is not a function", "module:function")),
+    ("--fn file missing", lambda w: _map(w, "--fn", w.p("nope.py") + ":f"), 2,
+     ("nope.py", "no such file")),
+    ("--fn takes no block", lambda w: _map(w, "--fn", _fns(w) + ":no_args"), 2,
+     ("fns.py:no_args cannot be called as f(block, **kwargs)",)),
+    ("--kwarg the function does not take", lambda w: _map(
+        w, "--fn", _fns(w) + ":box", "--kwarg", "colour=1"), 2,
+     ("cannot be called as f(block, **kwargs)", "colour")),
+    ("--kwarg without =", lambda w: _map(w, "--fn", "numpy:negative", "--kwarg", "sigma"), 2,
+     ("--kwarg 'sigma'", "NAME=VALUE")),
+    ("--core unknown dim", lambda w: _map(w, "--fn", "numpy:negative", "--core", "t"), 2,
+     ("core 't' is not a dim; dims are (z, y, x)",)),
+    ("--depth negative", lambda w: _map(w, "--fn", "numpy:negative", "--depth", "z=-1"), 2,
+     ("depth z = -1", ">= 0")),
+    ("--depth on a core dim", lambda w: _map(w, "--fn", "numpy:negative", "--core", "y",
+                                             "--core", "x", "--depth", "x=1"), 2,
+     ("depth 'x' = 1", "'x' is a core dim")),
+    ("--depth not a number", lambda w: _map(w, "--fn", "numpy:negative", "--depth", "z=one"),
+     2, ("--depth 'z=one'", "not a whole number")),
+    ("--dtype unknown", lambda w: _map(w, "--fn", "numpy:negative", "--dtype", "float33"), 2,
+     ("dtype 'float33' is not a numeric numpy dtype",)),
+    ("--boundary unknown", lambda w: _map(w, "--fn", "numpy:negative", "--boundary", "wrap"),
+     2, ("boundary must be one of none, reflect, nearest, periodic", "'wrap'")),
+    ("spec map step: no such file", lambda w: [
+        "submit", w.spec(MAP_SPEC, fn="nofile.py:f", more=""), "--site", "local"], 2,
+     ("job spec", "step 1 (nofile.py:f)", "no such file")),
+    ("spec map step: unknown key", lambda w: [
+        "submit", w.spec(MAP_SPEC, fn="numpy:negative", more="shape = 3"), "--site", "local"],
+     2, ("unknown key 'shape'; valid keys: map, kwargs, core, depth, dtype, boundary",)),
     ("unknown option", lambda w: ["submit", "--colour"], 2, ("No such option: --colour",)),
     ("missing argument", lambda w: ["reduce", w.zin], 2, ("Missing argument", "out")),
 ]

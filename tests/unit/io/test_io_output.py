@@ -386,6 +386,25 @@ def test_an_unfinished_store_of_another_job_is_not_resumed(tmp_path: Path) -> No
     assert check_output(out, overwrite=True, job="job-b") == "replace"
 
 
+def test_an_unfinished_store_of_a_changed_function_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "o.zarr"
+    _start(out, functions={"/lab/seg.py:seg": "aaa", "numpy:negative": "bbb"})
+    marker = read_marker(out)
+    assert marker is not None
+    assert marker["functions"] == {"/lab/seg.py:seg": "aaa", "numpy:negative": "bbb"}
+    before = tree(out)
+    with pytest.raises(OutputError, match=r"made with another version of the function "
+                       r"/lab/seg.py:seg \(it changed since that run started\).*--overwrite"):
+        check_output(out, overwrite=False, job="job-b",
+                     functions={"/lab/seg.py:seg": "ccc", "numpy:negative": "bbb"})
+    # the same functions, another job: the general refusal, which names functions too
+    with pytest.raises(OutputError, match=r"different job \(other input, steps, functions"):
+        check_output(out, overwrite=False, job="job-b",
+                     functions={"/lab/seg.py:seg": "aaa"})
+    assert check_output(out, overwrite=False, job=JOB, functions={}) == "resume"
+    assert tree(out) == before
+
+
 def test_a_store_of_a_different_shape_is_not_resumed(tmp_path: Path) -> None:
     out = tmp_path / "o.zarr"
     _start(out)

@@ -88,7 +88,8 @@ def test_steps_are_frozen_hashable_and_equal_regardless_of_number() -> None:
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ({}, r"^step 2 must have exactly one of the keys filter, reduce, histogram .*found none$"),
+        ({}, r"^step 2 must have exactly one of the keys filter, reduce, histogram, map "
+             r".*found none$"),
         ({"filter": "median", "reduce": "sum"}, r"found filter, reduce$"),
         ({"sigma": 1}, r"found none"),
         (["filter"], r"^step 2 must be a table, got \['filter'\]$"),
