@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from typing import Any, cast
 
 import dask.array as da
@@ -26,6 +27,12 @@ from hpcscale.io._source import (
     input_error,
     whole_planes,
 )
+
+# pims (which dask-image reads images with) calls scikit-image's imread with
+# ``plugin=``, which scikit-image 0.25 deprecates with a FutureWarning on every
+# image: not the user's business, and it would be a line per plane on the terminal.
+PIMS_PLUGIN_WARNING = r"(?s).*use the parameter `plugin`"
+warnings.filterwarnings("ignore", message=PIMS_PLUGIN_WARNING, category=FutureWarning)
 
 _TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 _TIFF_ERRORS = (OSError, ValueError, IndexError, tifffile.TiffFileError)
