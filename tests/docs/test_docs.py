@@ -33,7 +33,7 @@ from scipy import ndimage
 from typer.testing import CliRunner
 
 if __name__ == "__main__":  # run as a script (--write-cli): the helpers are in tests/
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers import CliResult, cli_commands, invoke_in_process, write_profile
 from hpcscale import demo as sample
 from hpcscale.cli import app
