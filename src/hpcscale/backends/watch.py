@@ -35,6 +35,7 @@ from typing import Any
 from hpcscale import slurm
 from hpcscale.backends import SUBMIT_ERRORS
 from hpcscale.errors import SubmissionError
+from hpcscale.predict import lifetime  # the planner counts worker generations with it
 
 POLL = 3.0
 # Pending reasons that no amount of waiting fixes.
@@ -45,18 +46,6 @@ NEVER_STARTS = frozenset({
     "DependencyNeverSatisfied", "InvalidAccount", "InvalidQOS", "BadConstraints",
     "ReqNodeNotAvail, Reserved for maintenance",
 })
-
-
-def lifetime(walltime: int) -> tuple[int, int]:
-    """Worker lifetime and stagger (seconds) for a job of ``walltime`` seconds.
-
-    The worker retires gracefully (its results move to other workers) a margin
-    before SLURM would kill it: 10% of the walltime, at least 20 s, at most
-    10 minutes; staggered so the workers do not all retire at once.
-    """
-    margin = min(max(walltime // 10, 20), 600)
-    stagger = min(max(walltime // 20, 2), 300)
-    return max(walltime - margin - stagger, 10), stagger
 
 
 def worker_args(walltime: int) -> list[str]:
