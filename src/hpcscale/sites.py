@@ -55,13 +55,17 @@ def check(profile: profiles.SiteProfile) -> list[Finding]:
             findings.append(Finding(True, (
                 f"cores={s.cores}, memory={units.format_bytes(s.memory)} fit on "
                 f"{len(fitting)} of {len(members)} node(s) of {name}")))
-        if part.max_time is not None and s.walltime > part.max_time:
+        if s.auto_walltime:
+            limit = "unlimited" if part.max_time is None else units.format_walltime(part.max_time)
+            findings.append(Finding(True, f"walltime auto: each run asks for its predicted "
+                                    f"time plus a margin, within {name}'s MaxTime ({limit})"))
+        elif part.max_time is not None and s.walltime_seconds > part.max_time:
             findings.append(Finding(False, (
-                f"walltime {units.format_walltime(s.walltime)} is over {name}'s MaxTime "
+                f"walltime {units.format_walltime(s.walltime_seconds)} is over {name}'s MaxTime "
                 f"{units.format_walltime(part.max_time)}")))
         else:
             limit = "unlimited" if part.max_time is None else units.format_walltime(part.max_time)
-            findings.append(Finding(True, f"walltime {units.format_walltime(s.walltime)} "
+            findings.append(Finding(True, f"walltime {units.format_walltime(s.walltime_seconds)} "
                                     f"within {name}'s MaxTime ({limit})"))
     if s.interface:
         findings.append(Finding(True, f"workers reach the scheduler on interface {s.interface}"))

@@ -6,11 +6,14 @@ The plan is decided before anything is submitted, printed by ``plan`` and
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
-from hpcscale import units
+from hpcscale import predict, units
 from hpcscale.config.profiles import LocalProfile, SiteProfile, SlurmProfile
 from hpcscale.errors import SizingError
 from hpcscale.slurm import Limits
@@ -34,6 +37,10 @@ class Workload:
     bytes_in: int
     bytes_out: int
     output_chunks: int = 1
+    # what the work is, as the throughput model matches past runs (predict.Signature)
+    steps: str = ""
+    kinds: str = ""
+    input: str = ""
     # a step's work holds the GIL (numpy's histogram): threads of one process do not
     # run it in parallel, worker processes do
     holds_gil: bool = False
@@ -50,6 +57,7 @@ class Plan:
     walltime: int | None
     workload: Workload
     decisions: tuple[str, ...] = field(default=())
+    forecast: predict.Forecast | None = None  # with evidence: what the plan predicts
 
     @property
     def task_memory(self) -> int:
@@ -85,77 +93,179 @@ class Plan:
         ]
         if self.walltime:
             out.append(f"walltime        {units.format_walltime(self.walltime)}")
+        if self.forecast is not None:
+            out += self.forecast.lines()
         out += [f"decision        {d}" for d in self.decisions]
         return out
 
 
 def plan(
     profile: SiteProfile, workload: Workload, jobs: int | str, limits: Limits | None = None,
-    *, walltime: int | None = None,
+    *, walltime: int | Literal["auto"] | None = None, evidence: predict.Evidence | None = None,
 ) -> Plan:
     """Choose jobs and walltime for ``workload`` on ``profile`` within the live ``limits``.
 
     ``jobs`` is a number or "auto". ``walltime`` (seconds; the job spec's
     ``[run] walltime``) caps the site's walltime for this run: one over the
     site's is clamped to it; the walltime used must fit the partition's
-    MaxTime or the plan is refused. Every decision is recorded with the limit
-    that bound it; ``SizingError`` for what can never run.
+    MaxTime or the plan is refused. ``"auto"`` (or a site's ``walltime =
+    "auto"``) asks for the predicted time plus a margin. ``evidence``: what
+    the site measured (:mod:`hpcscale.predict`); with it the plan carries a
+    forecast, and ``--jobs auto`` minimises the predicted time to result.
+    Every decision is recorded with the limit that bound it; ``SizingError``
+    for what can never run.
     """
-    decisions: list[str] = []
     if isinstance(profile, LocalProfile):
-        return _plan_local(profile, workload, jobs, walltime)
+        return _plan_local(profile, workload, jobs, walltime, evidence)
     s = profile.slurm
-    if jobs == "auto":
+    tp = evidence.throughput if evidence is not None else None
+    decisions: list[str] = []
+    wanted: int | None = None  # None: --jobs auto with a prediction, chosen within the caps
+    if jobs == "auto" and tp is None:
         wanted = max(1, math.ceil(workload.chunks / (s.cores * TASKS_PER_THREAD)))
         decisions.append(
             f"{wanted} job(s) give each of the {s.cores} thread(s) per job at least "
             f"{TASKS_PER_THREAD} of the {workload.chunks} tasks in the widest stage"
         )
-    else:
+    elif jobs != "auto":
         wanted = int(jobs)
         if wanted < 1:
             raise SizingError(f"--jobs {jobs}: must be at least 1 or 'auto'")
         decisions.append(f"{wanted} job(s): as asked")
-    caps = [(s.max_jobs, f"max_jobs of site {profile.name}")]
-    asked, walltime = walltime, s.walltime
-    if asked is not None and asked <= s.walltime:
-        walltime = asked
-        decisions.append(f"walltime {units.format_walltime(asked)} from the job spec's [run] "
-                         f"walltime (site {profile.name}: {units.format_walltime(s.walltime)})")
-    elif asked is not None:
-        decisions.append(
-            f"the job spec's [run] walltime {units.format_walltime(asked)} is over site "
-            f"{profile.name}'s walltime {units.format_walltime(s.walltime)}: clamped to it "
-            "(workers are replaced before it; raise the site's walltime for longer jobs)")
-    if limits is not None:
-        _refuse_impossible(profile, limits, walltime, from_spec=walltime == asked)
-        fit, per_node = limits.jobs_fit(s.cores, units.slurm_mem_bytes(s.memory))
-        lo, hi = min(per_node, default=0), max(per_node, default=0)
-        each = f"{lo}" if lo == hi else f"{lo} to {hi}"
-        caps.append((fit, f"the {fit} that fit at once on the {limits.nodes} node(s) of "
-                          f"partition {limits.partition} ({each} per node, by cores and memory)"))
-        if limits.max_jobs is not None:
-            caps.append((limits.max_jobs, "your association's MaxJobs"))
-        if limits.max_submit is not None:
-            caps.append((limits.max_submit, "your association's MaxSubmitJobs"))
-        if limits.max_wall is not None and walltime > limits.max_wall:
-            walltime = limits.max_wall
-            decisions.append(f"walltime clamped to {units.format_walltime(walltime)} by "
-                             "your association's MaxWall; workers are replaced before it")
-    n = wanted
-    for cap, why in caps:
-        if cap < n:
-            n = cap
-            decisions.append(f"capped at {n} job(s) by {why}")
+    wall = _walltime(profile, walltime, limits, decisions)
+    caps = _caps(profile, limits)
+
+    def walltime_for(n: int) -> int:
+        """The walltime a run of ``n`` jobs asks for."""
+        if not wall.auto or evidence is None or tp is None:
+            return wall.fallback
+        need = predict.job_need(evidence, workload.chunks, workload.bytes_in, n * s.cores)
+        return predict.fitting_walltime(need, wall.ceiling)
+
+    if wanted is None and evidence is not None:
+        most, bound = min(caps, key=lambda c: c[0])
+        n, why = predict.choose_jobs(evidence, tasks=workload.chunks,
+                                     bytes_in=workload.bytes_in, threads_per_job=s.cores,
+                                     ceiling=most, bound=bound, walltime_for=walltime_for)
+        decisions.append(why)
+    else:
+        n = wanted or 1
+        for cap, why in caps:
+            if cap < n:
+                n = cap
+                decisions.append(f"capped at {n} job(s) by {why}")
+    used = walltime_for(n)
+    if wall.auto:
+        decisions.append(_auto_walltime_decision(evidence, used, wall, n * s.cores, workload))
     if workload.output_chunks > INODE_WARNING:
         decisions.append(
             f"warning: the output will have about {workload.output_chunks} files; shared "
             "filesystems often limit inodes -- set [output] shards to pack chunks into shards"
         )
+    forecast = None
+    if evidence is not None:
+        forecast = predict.forecast(
+            evidence, tasks=workload.chunks, bytes_in=workload.bytes_in,
+            bytes_out=workload.bytes_out, jobs=n, threads_per_job=s.cores, cores_per_job=s.cores,
+            walltime=used, ceiling=wall.ceiling)
+        forecast = dataclasses.replace(forecast, shapes=_shapes(forecast, n, used, walltime_for,
+                                                                wall.auto))
     result = Plan(profile.name, "slurm", n, s.processes, s.threads, s.worker_memory,
-                  walltime, workload, tuple(decisions))
+                  used, workload, tuple(decisions), forecast)
     result.validate()
     return result
+
+
+@dataclass(frozen=True)
+class _Walltime:
+    fallback: int  # the walltime without a prediction (or not "auto")
+    auto: bool  # walltime = "auto", from the job spec or the site
+    ceiling: int | None  # the longest an "auto" walltime may be
+
+
+def _walltime(profile: SlurmProfile, walltime: int | Literal["auto"] | None,
+              limits: Limits | None, decisions: list[str]) -> _Walltime:
+    """The site's walltime, the job spec's cap on it, the live limits; refuses what
+    cannot run (cores, memory, a walltime over MaxTime)."""
+    s = profile.slurm
+    auto = walltime == "auto" or (walltime is None and s.auto_walltime)
+    asked = walltime if isinstance(walltime, int) else None
+    site_wall = None if s.auto_walltime else s.walltime_seconds  # the site's cap, if any
+    shown = units.format_walltime(site_wall) if site_wall is not None else "auto"
+    used = s.walltime_seconds
+    if asked is not None and (site_wall is None or asked <= site_wall):
+        used = asked
+        decisions.append(f"walltime {units.format_walltime(asked)} from the job spec's [run] "
+                         f"walltime (site {profile.name}: {shown})")
+    elif asked is not None:
+        decisions.append(
+            f"the job spec's [run] walltime {units.format_walltime(asked)} is over site "
+            f"{profile.name}'s walltime {shown}: clamped to it "
+            "(workers are replaced before it; raise the site's walltime for longer jobs)")
+    ceiling = site_wall if walltime == "auto" else None
+    if limits is not None:
+        if auto and limits.max_time is not None:
+            used = min(used, limits.max_time)
+        _refuse_impossible(profile, limits, used, from_spec=used == asked)
+        if limits.max_wall is not None and used > limits.max_wall:
+            used = limits.max_wall
+            decisions.append(f"walltime clamped to {units.format_walltime(used)} by "
+                             "your association's MaxWall; workers are replaced before it")
+        ceiling = _least(ceiling, limits.max_time, limits.max_wall)
+    return _Walltime(used, auto, ceiling)
+
+
+def _caps(profile: SlurmProfile, limits: Limits | None) -> list[tuple[int, str]]:
+    """Every bound on the job count, each with its words."""
+    s = profile.slurm
+    caps = [(s.max_jobs, f"max_jobs of site {profile.name}")]
+    if limits is None:
+        return caps
+    fit, per_node = limits.jobs_fit(s.cores, units.slurm_mem_bytes(s.memory))
+    lo, hi = min(per_node, default=0), max(per_node, default=0)
+    each = f"{lo}" if lo == hi else f"{lo} to {hi}"
+    caps.append((fit, f"the {fit} that fit at once on the {limits.nodes} node(s) of "
+                      f"partition {limits.partition} ({each} per node, by cores and memory)"))
+    if limits.max_jobs is not None:
+        caps.append((limits.max_jobs, "your association's MaxJobs"))
+    if limits.max_submit is not None:
+        caps.append((limits.max_submit, "your association's MaxSubmitJobs"))
+    return caps
+
+
+def _least(*values: int | None) -> int | None:
+    found = [v for v in values if v is not None]
+    return min(found) if found else None
+
+
+def _auto_walltime_decision(evidence: predict.Evidence | None, used: int, wall: _Walltime,
+                            threads: int, workload: Workload) -> str:
+    if evidence is None or evidence.throughput is None:
+        why = evidence.missing if evidence is not None and evidence.missing else "no prediction"
+        return (f"walltime = \"auto\" without a prediction ({why}): the site's walltime "
+                f"{units.format_walltime(wall.fallback)}")
+    need = predict.job_need(evidence, workload.chunks, workload.bytes_in, threads)
+    ceiling = wall.ceiling
+    text = (f"walltime {units.format_walltime(used)} (walltime = \"auto\"): a worker job needs "
+            f"about {predict.duration(need)} (start-up and the slow end of the predicted "
+            f"compute), plus {predict.AUTO_MARGIN:.0%} (at least {predict.AUTO_EXTRA} s), "
+            f"rounded up to {predict.AUTO_STEP // 60} min")
+    if ceiling is not None and used == ceiling and predict.fitting_walltime(need) > ceiling:
+        text += (f"; capped at {units.format_walltime(ceiling)}: "
+                 f"{predict.generations(need, used)} generation(s) of workers")
+    return text
+
+
+def _shapes(forecast: predict.Forecast, jobs: int, walltime: int,
+            walltime_for: Callable[[int], int], auto_wall: bool) -> tuple[tuple[int, int], ...]:
+    """The (jobs, walltime) shapes whose SLURM start would inform this plan: its own,
+    fewer jobs, and the walltime that fits the prediction when it is shorter."""
+    found = [(jobs, walltime)]
+    found += [(j, walltime_for(j)) for j in (jobs // 2, 1) if 1 <= j < jobs]
+    fits = forecast.fitting_walltime
+    if not auto_wall and fits is not None and fits < walltime:
+        found.append((jobs, fits))
+    return tuple(dict.fromkeys(found))
 
 
 def _refuse_impossible(profile: SlurmProfile, limits: Limits, walltime: int,
@@ -180,7 +290,8 @@ def _refuse_impossible(profile: SlurmProfile, limits: Limits, walltime: int,
 
 
 def _plan_local(profile: LocalProfile, workload: Workload, jobs: int | str,
-                walltime: int | None = None) -> Plan:
+                walltime: int | str | None = None,
+                evidence: predict.Evidence | None = None) -> Plan:
     workers, threads = _local_layout(profile, jobs, workload.holds_gil)
     mem = (profile.local.memory or _local_memory()) // workers
     if jobs != "auto" or profile.local.workers:
@@ -191,10 +302,14 @@ def _plan_local(profile: LocalProfile, workload: Workload, jobs: int | str,
         why = "one process with a thread per core of this machine"
     decisions = [f"{workers} local worker(s): {why}"]
     if walltime is not None:
-        decisions.append(f"the job spec's [run] walltime {units.format_walltime(walltime)} "
+        shown = units.format_walltime(walltime) if isinstance(walltime, int) else walltime
+        decisions.append(f"the job spec's [run] walltime {shown} "
                          f"applies to SLURM jobs only; site {profile.name} is local: no limit")
+    forecast = None if evidence is None else predict.forecast(
+        evidence, tasks=workload.chunks, bytes_in=workload.bytes_in,
+        bytes_out=workload.bytes_out, jobs=workers, threads_per_job=threads)
     result = Plan(profile.name, "local", workers, 1, threads, int(mem), None, workload,
-                  tuple(decisions))
+                  tuple(decisions), forecast)
     result.validate()
     return result
 

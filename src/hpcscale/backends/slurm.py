@@ -78,7 +78,7 @@ def slurm_job_kwargs(
     return {
         "queue": settings.partition,
         "account": settings.account,
-        "walltime": units.format_walltime(walltime or settings.walltime),
+        "walltime": units.format_walltime(walltime or settings.walltime_seconds),
         "cores": settings.cores,
         "processes": settings.processes,
         "memory": str(granted),

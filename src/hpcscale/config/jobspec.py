@@ -62,20 +62,30 @@ class RunSpec(BaseModel):
     site: str | None = None
     jobs: Annotated[int, Field(ge=1)] | Literal["auto"] = Field("auto")
     # Caps the workers' walltime for this run (kept as written, so that
-    # to_toml gives it back unchanged; a bare integer is minutes, as in SLURM).
+    # to_toml gives it back unchanged; a bare integer is minutes, as in SLURM);
+    # "auto": the predicted time plus a margin, within the site's walltime.
     walltime: str | int | None = None
 
     @field_validator("walltime", mode="before")
     @classmethod
     def _walltime(cls, value: Any) -> Any:
-        if value is not None:
-            units.parse_walltime(value)  # ValueError names the forms allowed
+        if value is not None and value != "auto":
+            try:
+                units.parse_walltime(value)
+            except ValueError as err:  # names the forms allowed
+                raise ValueError(str(err).replace("), got", ') or "auto", got', 1)) from None
         return value
 
     @property
+    def walltime_auto(self) -> bool:
+        return self.walltime == "auto"
+
+    @property
     def walltime_seconds(self) -> int | None:
-        """The walltime in seconds, or None when the spec leaves it to the site."""
-        return None if self.walltime is None else units.parse_walltime(self.walltime)
+        """The walltime in seconds, or None when the spec leaves it to the site (or "auto")."""
+        if self.walltime is None or self.walltime == "auto":
+            return None
+        return units.parse_walltime(self.walltime)
 
 
 class _SpecModel(BaseModel):

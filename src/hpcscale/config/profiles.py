@@ -55,8 +55,17 @@ def _memory(value: Any) -> int:
     return units.parse_bytes(value)
 
 
-def _walltime(value: Any) -> int:
-    return units.parse_walltime(value)
+AUTO = "auto"  # walltime = "auto": chosen per run from the prediction
+DEFAULT_WALLTIME = 3600
+
+
+def _walltime(value: Any) -> int | str:
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return units.parse_walltime(value)
+    except ValueError as err:
+        raise ValueError(str(err).replace("), got", ') or "auto", got', 1)) from None
 
 
 def _no_newline(value: Any) -> Any:
@@ -66,7 +75,7 @@ def _no_newline(value: Any) -> Any:
 
 
 Bytes = Annotated[int, BeforeValidator(_memory)]
-Seconds = Annotated[int, BeforeValidator(_walltime)]
+Walltime = Annotated[int | Literal["auto"], BeforeValidator(_walltime)]
 SlurmName = Annotated[str, BeforeValidator(_no_newline), Field(pattern=_SLURM_NAME)]
 PathStr = Annotated[str, BeforeValidator(_no_newline), Field(pattern=_PATH)]
 
@@ -79,7 +88,7 @@ class SlurmSettings(BaseModel):
     partition: Annotated[str, BeforeValidator(_no_newline), Field(pattern=_PARTITION)]
     account: SlurmName | None = None
     qos: SlurmName | None = None
-    walltime: Seconds = 3600
+    walltime: Walltime = DEFAULT_WALLTIME
     cores: int = Field(1, ge=1, le=4096)
     processes: int = Field(1, ge=1, le=4096)
     memory: Bytes = 4 * 1024**3
@@ -122,6 +131,17 @@ class SlurmSettings(BaseModel):
             if key in owned:
                 raise ValueError(f"{d!r} is set from the profile's own keys; use those instead")
         return value
+
+    @property
+    def auto_walltime(self) -> bool:
+        """``walltime = "auto"``: each run asks for its predicted time plus a margin."""
+        return self.walltime == AUTO
+
+    @property
+    def walltime_seconds(self) -> int:
+        """The walltime in seconds; for ``"auto"``, :data:`DEFAULT_WALLTIME`, what a run
+        without a prediction asks for (within the partition's MaxTime)."""
+        return DEFAULT_WALLTIME if isinstance(self.walltime, str) else self.walltime
 
     @property
     def threads(self) -> int:

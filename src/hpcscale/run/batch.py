@@ -121,8 +121,8 @@ def render(b: BatchScript) -> str:
     s = b.profile.slurm
     logs = _sbatch_path(b.rundir.logs, "run directory")
     out, err = (f"{logs}/{p.name}" for p in b.rundir.driver_output)
-    head = sbatch_directives(s, job_name=b.rundir.job_name, walltime=s.walltime, cpus=s.cores,
-                             memory=units.slurm_mem(s.memory), files=[
+    head = sbatch_directives(s, job_name=b.rundir.job_name, walltime=s.walltime_seconds,
+                             cpus=s.cores, memory=units.slurm_mem(s.memory), files=[
         f"--chdir={_sbatch_path(b.workdir, 'working directory')}",
         f"--output={out}",
         f"--error={err}",
