@@ -10,12 +10,19 @@ from hpcscale.slurm.commands import (
     SlurmUnavailable,
     available,
     cancel,
+    expected_start,
     job_node,
     queue,
     run,
     user,
 )
-from hpcscale.slurm.parse import ASSOC_FIELDS, parse_associations, parse_oneliner
+from hpcscale.slurm.parse import (
+    ASSOC_FIELDS,
+    ExpectedStart,
+    parse_associations,
+    parse_oneliner,
+    parse_test_only,
+)
 from hpcscale.slurm.resources import (
     Limits,
     Node,
@@ -29,8 +36,29 @@ from hpcscale.slurm.resources import (
 )
 
 __all__ = [
-    "ASSOC_FIELDS", "TIMEOUT", "JobState", "Limits", "Node", "Partition", "SlurmCommandError",
-    "SlurmUnavailable", "association", "associations", "available", "cancel", "expand_hostlist",
-    "job_node", "limits", "nodes", "parse_associations", "parse_oneliner", "partitions", "queue",
-    "run", "user",
+    "ASSOC_FIELDS",
+    "TIMEOUT",
+    "ExpectedStart",
+    "JobState",
+    "Limits",
+    "Node",
+    "Partition",
+    "SlurmCommandError",
+    "SlurmUnavailable",
+    "association",
+    "associations",
+    "available",
+    "cancel",
+    "expand_hostlist",
+    "expected_start",
+    "job_node",
+    "limits",
+    "nodes",
+    "parse_associations",
+    "parse_oneliner",
+    "parse_test_only",
+    "partitions",
+    "queue",
+    "run",
+    "user",
 ]

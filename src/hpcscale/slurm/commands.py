@@ -14,8 +14,11 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from hpcscale import units
+from hpcscale.config.profiles import SlurmSettings
 from hpcscale.errors import SubmissionError
-from hpcscale.slurm.parse import parse_oneliner
+from hpcscale.slurm.directives import sbatch_directives
+from hpcscale.slurm.parse import ExpectedStart, parse_oneliner, parse_test_only
 
 TIMEOUT = 30.0
 
@@ -131,3 +134,25 @@ def user() -> str:
     import getpass
 
     return os.environ.get("USER") or getpass.getuser()
+
+
+def expected_start(s: SlurmSettings, *, jobs: int, walltime: int,
+                   timeout: float = 10.0) -> ExpectedStart | None:
+    """SLURM's expected start of ``jobs`` worker jobs of the profile with ``walltime``,
+    from ``sbatch --test-only`` (nothing is submitted). One job is asked for with a
+    worker job's own directives; several as one allocation of that many tasks, which
+    starts when all of them can run at once. None when SLURM gives no answer: unknown,
+    never an error."""
+    per_cpu = max(1, units.slurm_mem_bytes(s.memory) // s.cores // units.MIB)
+    memory = units.slurm_mem(s.memory) if jobs == 1 else f"{per_cpu}M"
+    cmd = ["sbatch", "--test-only", "--wrap=true", *sbatch_directives(
+        s, job_name="hpcscale-test-only", walltime=walltime, cpus=s.cores, memory=memory,
+        tasks=jobs)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return parse_test_only(proc.stderr + "\n" + proc.stdout)

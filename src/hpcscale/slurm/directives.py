@@ -21,21 +21,25 @@ def site_extras(s: SlurmSettings) -> list[str]:
 
 def sbatch_directives(
     s: SlurmSettings, *, job_name: str, walltime: int, cpus: int, memory: str,
-    files: Sequence[str] = (),
+    files: Sequence[str] = (), tasks: int = 1,
 ) -> list[str]:
     """The ``#SBATCH`` options of a one-node, one-task job of the profile: its name,
     where it runs (partition, account, QOS), its size, then ``files`` (``--chdir``,
-    ``--output``, ``--error``, mail) and last the profile's extra directives."""
+    ``--output``, ``--error``, mail) and last the profile's extra directives.
+
+    ``tasks`` > 1: one allocation of that many such tasks wherever they fit, each of
+    ``cpus`` CPUs and ``memory`` per CPU (``--mem-per-cpu``): what ``sbatch
+    --test-only`` is asked for as the stand-in of that many jobs running at once."""
+    size = (["--nodes=1", "--ntasks=1", f"--cpus-per-task={cpus}", f"--mem={memory}"]
+            if tasks == 1 else
+            [f"--ntasks={tasks}", f"--cpus-per-task={cpus}", f"--mem-per-cpu={memory}"])
     return [
         f"--job-name={job_name}",
         f"--partition={s.partition}",
         *([f"--account={s.account}"] if s.account else []),
         *([f"--qos={s.qos}"] if s.qos else []),
         f"--time={units.format_walltime(walltime)}",
-        "--nodes=1",
-        "--ntasks=1",
-        f"--cpus-per-task={cpus}",
-        f"--mem={memory}",
+        *size,
         *files,
         *s.extra_directives,
     ]
