@@ -73,6 +73,7 @@ def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     (base / "sites").mkdir(mode=0o755)
     monkeypatch.setenv("HPCSCALE_USER_SITES", str(base / "sites"))
     monkeypatch.setenv("HPCSCALE_RUNS_DIR", str(base / "runs"))
+    monkeypatch.setenv("HPCSCALE_STATE_DIR", str(base / "state"))  # calibrations
     monkeypatch.delenv("HPCSCALE_SITE_PATH", raising=False)
     monkeypatch.delenv("HPCSCALE_SITE", raising=False)
 

@@ -38,11 +38,25 @@ if TYPE_CHECKING:
     from hpcscale.sizing import Plan
 
 
+def state_dir() -> Path:
+    """The user's state directory: ``$HPCSCALE_STATE_DIR`` or the platform's
+    (``~/.local/state/hpcscale`` on Linux)."""
+    override = os.environ.get("HPCSCALE_STATE_DIR")
+    if override:
+        return Path(override).expanduser()
+    return Path(platformdirs.user_state_dir("hpcscale"))
+
+
 def runs_dir() -> Path:
     override = os.environ.get("HPCSCALE_RUNS_DIR")
     if override:
         return Path(override).expanduser()
-    return Path(platformdirs.user_state_dir("hpcscale")) / "runs"
+    return state_dir() / "runs"
+
+
+def calibration_file() -> Path:
+    """``hpcscale calibrate``'s measurements, beside the runs in the state directory."""
+    return state_dir() / "calibration.json"
 
 
 def _dask_config_files() -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Sequence
 from enum import StrEnum
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 import typer
 
-from hpcscale import backends, run
+from hpcscale import backends, run, sizing, units
 from hpcscale import demo as sample
 from hpcscale.cli.options import DryRun, Jobs, Overwrite, Site, parse_jobs
 from hpcscale.cli.render import OPTIONS, ConsoleReporter, result, say
@@ -32,9 +33,16 @@ def script(site: Site = None) -> None:
     result(text.rstrip("\n"), {"site": res.profile.name, "script": text})
 
 
+def _plan_data(plan: sizing.Plan) -> dict[str, Any]:
+    """``plan --json``: the plan's lines and, with the same numbers, what it predicts."""
+    forecast = dataclasses.asdict(plan.forecast) if plan.forecast is not None else None
+    return {"plan": plan.lines(), "site": plan.site, "jobs": plan.jobs,
+            "walltime": plan.walltime, "prediction": forecast}
+
+
 def _execute(prep: run.Prepared, dry_run: bool) -> None:
     if dry_run:
-        result("\n".join(prep.plan.lines()), {"plan": prep.plan.lines()})
+        result("\n".join(prep.plan.lines()), _plan_data(prep.plan))
         return
     say("\n".join(prep.plan.lines()))
     with ConsoleReporter() as reporter:
@@ -78,6 +86,28 @@ def plan(
     loaded = jobspec.load(spec)
     prep = run.prepare(loaded, site, parse_jobs(jobs), trust=OPTIONS.trust_profiles)
     _execute(prep, dry_run=True)
+
+
+def calibrate(
+    spec: Annotated[Path, typer.Argument(help="Job spec (TOML).")],
+    site: Site = None,
+    chunks: Annotated[int, typer.Option(min=1, help="Input chunks to time (after one that "
+                                                    "warms up).")] = run.calibration.CHUNKS,
+) -> None:
+    """Time a job's steps on its first input chunks here, for plan's first prediction.
+
+    One thread on this machine, not the site's nodes; the figure is stored in your
+    state directory and used for the site until runs of the same steps there finish.
+    Example: hpcscale calibrate jobs/climate-mean.toml --site local
+    """
+    loaded = jobspec.load(spec)
+    done = run.calibrate(loaded, site, chunks=chunks, trust=OPTIONS.trust_profiles)
+    text = (f"calibrated {spec} for site {done.site}: {done.chunks} chunk(s), "
+            f"{units.format_bytes(done.bytes_in)} in {done.seconds:.2f} s on {done.host}, "
+            f"1 thread: {units.format_bytes(int(done.rate))}/s per thread; stored in {done.path}")
+    result(text, {"site": done.site, "chunks": done.chunks, "bytes_in": done.bytes_in,
+                  "seconds": done.seconds, "rate": done.rate, "host": done.host,
+                  "path": str(done.path)})
 
 
 def _choices(name: str, values: Sequence[str]) -> type[StrEnum]:
@@ -291,6 +321,7 @@ def demo(
 def register(app: typer.Typer) -> None:
     app.command()(submit)
     app.command()(plan)
+    app.command()(calibrate)
     app.command()(script)
     app.command()(reduce)
     app.command("filter")(filter_)

@@ -11,6 +11,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Literal
 
 from hpcscale import __version__, sizing, slurm, units
 from hpcscale.config import profiles
@@ -18,6 +19,7 @@ from hpcscale.config.jobspec import JobSpec
 from hpcscale.errors import SizingError, UsageError
 from hpcscale.io import inputs, output
 from hpcscale.ops import ArrayInfo, build_graph, read_batch, resolve_steps
+from hpcscale.run import prediction
 from hpcscale.run.types import Prepared
 
 
@@ -59,10 +61,9 @@ def prepare(
     job = fingerprint(spec, source)
     mode = output.check_output(spec.output.path, overwrite=replace, job=job,
                                inputs=[spec.input.path], functions=spec.functions)
-    workload = _workload(spec, info, out_info)
+    workload = workload_of(spec, info, out_info, source.kind)
     requested = jobs if jobs is not None else spec.run.jobs
-    plan = sizing.plan(resolved.profile, workload, requested, _limits(resolved.profile),
-                       walltime=spec.run.walltime_seconds)
+    plan = _plan(resolved.profile, workload, requested, spec)
     notes = batched + _space_warning(spec.output.path, workload.bytes_out)
     if mode == "resume":
         notes += (f"resume: {spec.output.path} is an unfinished result of this same job; "
@@ -70,6 +71,24 @@ def prepare(
     plan = dataclasses.replace(plan, decisions=plan.decisions + notes)
     return Prepared(spec, resolved.profile, source, result, out_info, plan, replace, trust,
                     resolved.files, job=job, resume=mode == "resume")
+
+
+def _plan(profile: profiles.SiteProfile, workload: sizing.Workload, jobs: int | str,
+          spec: JobSpec) -> sizing.Plan:
+    """Plan with what the site has measured (:mod:`hpcscale.run.prediction`); where SLURM
+    answers, plan again knowing its expected starts of the shapes the plan weighs."""
+    limits = _limits(profile)
+    walltime: int | Literal["auto"] | None = (
+        "auto" if spec.run.walltime_auto else spec.run.walltime_seconds)
+    known = prediction.evidence(profile.name, workload)
+    plan = sizing.plan(profile, workload, jobs, limits, walltime=walltime, evidence=known)
+    if limits is None or plan.forecast is None:
+        return plan
+    starts = prediction.expected_starts(profile, plan.forecast.shapes)
+    if not starts:
+        return plan
+    return sizing.plan(profile, workload, jobs, limits, walltime=walltime,
+                       evidence=dataclasses.replace(known, starts=starts))
 
 
 def fingerprint(spec: JobSpec, source: inputs.InputArray) -> str:
@@ -115,7 +134,8 @@ def _limits(profile: profiles.SiteProfile) -> slurm.Limits | None:
     return found
 
 
-def _workload(spec: JobSpec, info: ArrayInfo, out: ArrayInfo) -> sizing.Workload:
+def workload_of(spec: JobSpec, info: ArrayInfo, out: ArrayInfo,
+              input_kind: str = "") -> sizing.Workload:
     """Measure the graph: the widest stage's task count and the largest block a
     task holds (its step's own blocks, after any rechunking, plus the halo)."""
     tasks = math.prod(len(c) for c in info.chunks)
@@ -136,4 +156,5 @@ def _workload(spec: JobSpec, info: ArrayInfo, out: ArrayInfo) -> sizing.Workload
         bytes_out=math.prod(out.shape) * out.dtype.itemsize,
         output_chunks=math.prod(len(c) for c in out.chunks) if out.chunks else 1,
         holds_gil=any(step.HOLDS_GIL for step in spec.steps),
+        **dataclasses.asdict(prediction.signature(spec.steps, input_kind, str(info.dtype))),
     )
