@@ -8,6 +8,7 @@ from typing import Any
 
 from hpcscale import units
 from hpcscale.report.record import (
+    Planned,
     RunRecord,
     Sample,
     integer,
@@ -106,7 +107,8 @@ def facts(rec: RunRecord) -> list[tuple[str, str, str]]:
                  f"{plan.bytes_in or '-'} / {plan.bytes_out or '-'}",
                  f"{fmt_bytes(s.get('bytes_in'))} / {fmt_bytes(s.get('bytes_out'))}"))
     compute = number(s.get("compute_s"))
-    rows.append(("compute time", "-", fmt_secs(compute)))
+    rows.append(("compute time", _predicted(plan), fmt_secs(compute)
+                 + _against(compute, plan.compute_s)))
     if compute and rec.state.state == RunState.DONE:
         rates = [f"{fmt_bytes((number(s.get(k)) or 0) / compute)}/s"
                  for k in ("bytes_in", "bytes_out")]
@@ -115,7 +117,53 @@ def facts(rec: RunRecord) -> list[tuple[str, str, str]]:
     share = f" ({100 * seconds / limit:.0f}% of the walltime)" if seconds and limit else ""
     rows.append(("run time (walltime)", units.format_walltime(limit) if limit else "-",
                  fmt_secs(seconds) + share))
+    if plan.kind == "slurm" and (plan.cpu_hours_requested is not None or ids):
+        rows.append(("CPU-hours", _cpu_planned(plan), _cpu_used(rec, len(ids))))
+    if plan.start:
+        rows.append(("expected start", f"{plan.start} (SLURM)", "-"))
     return rows
+
+
+def _predicted(plan: Planned) -> str:
+    """The plan's predicted compute time with its range and source; "-" without one."""
+    if plan.compute_s is None:
+        return "-"
+    span = ""
+    if plan.compute_low_s is not None and plan.compute_high_s is not None:
+        span = f" ({plan.compute_low_s:.1f} to {plan.compute_high_s:.1f} s)"
+    return f"{plan.compute_s:.1f} s{span}, from the {plan.source or 'model'}"
+
+
+def _against(actual: float | None, predicted: float | None) -> str:
+    if not actual or not predicted:
+        return ""
+    return f" ({actual / predicted:.2f} x the prediction)"
+
+
+def _cpu_planned(plan: Planned) -> str:
+    parts = []
+    if plan.cpu_hours_requested is not None:
+        parts.append(f"{plan.cpu_hours_requested:.3f} requested")
+    if plan.cpu_hours_predicted is not None:
+        parts.append(f"about {plan.cpu_hours_predicted:.3f} predicted for the compute")
+    return ", ".join(parts) or "-"
+
+
+def _cpu_used(rec: RunRecord, jobs: int) -> str:
+    """About what the jobs used: each job's cores from its first worker to the run's end
+    (the jobs' own times are SLURM's accounting, not recorded here)."""
+    s = rec.summary
+    seconds, first = number(s.get("seconds")), number(s.get("first_worker_s")) or 0.0
+    compute = number(s.get("compute_s"))
+    cores = rec.plan.cores
+    if not seconds or not cores or not jobs:
+        return "-"
+    held = max(seconds - first, 0.0)
+    text = (f"about {jobs * cores * held / 3600:.3f} "
+            f"({jobs} job(s) x {cores} core(s) x {held:.0f} s)")
+    if compute:
+        text += f"; {jobs * cores * compute / 3600:.3f} for the compute"
+    return text
 
 
 def _start_rows(rec: RunRecord) -> list[tuple[str, str, str]]:

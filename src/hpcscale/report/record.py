@@ -59,6 +59,15 @@ class Planned:
     bytes_in: str = ""
     bytes_out: str = ""
     output_chunks: int | None = None
+    # what the plan predicted (plan.json's forecast); None: no prediction
+    compute_s: float | None = None
+    compute_low_s: float | None = None
+    compute_high_s: float | None = None
+    source: str = ""  # where the prediction's throughput came from
+    cores: int | None = None  # per job
+    cpu_hours_requested: float | None = None
+    cpu_hours_predicted: float | None = None
+    start: str = ""  # SLURM's expected start
 
 
 @dataclass
@@ -167,7 +176,16 @@ def plan_from_json(d: dict[str, Any]) -> Planned:
     jobs, per_job = integer(d.get("jobs")), integer(d.get("workers_per_job"))
     memory, bytes_in, bytes_out = (integer(x) for x in (d.get("worker_memory"),
                                                         w.get("bytes_in"), w.get("bytes_out")))
+    f = d["forecast"] if isinstance(d.get("forecast"), dict) else {}
+    threads = integer(d.get("threads_per_worker"))
     return Planned(
+        compute_s=number(f.get("compute_s")), compute_low_s=number(f.get("compute_low_s")),
+        compute_high_s=number(f.get("compute_high_s")),
+        source=str(f.get("source") or "") if number(f.get("compute_s")) is not None else "",
+        cores=per_job * threads if per_job is not None and threads is not None else None,
+        cpu_hours_requested=number(f.get("cpu_hours_requested")),
+        cpu_hours_predicted=number(f.get("cpu_hours_predicted")),
+        start=str(f.get("start") or ""),
         kind=str(d.get("kind") or ""), jobs=jobs,
         workers=jobs * per_job if jobs is not None and per_job is not None else None,
         threads=integer(d.get("threads_per_worker")),
@@ -200,6 +218,7 @@ def plan_from_text(text: str) -> Planned:
         kind=kind, jobs=int(jobs[1]) if jobs else None,
         workers=int(jobs[1]) * int(jobs[2]) if jobs else None,
         threads=int(jobs[3]) if jobs else None, memory=jobs[4] if jobs else "",
+        cores=int(jobs[2]) * int(jobs[3]) if jobs else None,
         walltime=walltime,
         bytes_in=m[1] if (m := sizes["input"]) else "",
         bytes_out=m[1] if (m := sizes["output"]) else "",

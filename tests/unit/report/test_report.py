@@ -357,7 +357,7 @@ def test_plan_json_and_plan_txt_say_the_same(ran: Ran, tmp_path: Path) -> None:
     from_json = report.load(run).plan
     assert from_json == from_text == report.Planned(
         kind="slurm", jobs=3, workers=6, threads=4, memory="4GiB", walltime=5400,
-        bytes_in="3GiB", bytes_out="512MiB", output_chunks=12)
+        bytes_in="3GiB", bytes_out="512MiB", output_chunks=12, cores=8)
     real = report.load(ran.run)
     assert real.plan.kind == "local"
     assert real.plan == report_record.plan_from_text(real.plan_text)
@@ -390,6 +390,32 @@ def test_slurm_plan_and_walltime_share(tmp_path: Path) -> None:
     assert "startup - 2.3 s from the command's start" in text
     assert "first worker - 31.0 s after the run started (33.3 s after the command started)" \
         in text
+
+
+def test_predicted_beside_actual_time_and_cpu_hours(tmp_path: Path) -> None:
+    from hpcscale import predict
+
+    evidence = predict.Evidence(predict.Throughput(2**20, 2**19, 2**21, 2, "history of 2 runs"),
+                                predict.Startup(20.0, 10.0, 30.0, 2))
+    plan = _slurm_plan()
+    forecast = predict.forecast(evidence, tasks=48, bytes_in=480 * 2**20, bytes_out=2**29,
+                                jobs=3, threads_per_job=8, cores_per_job=8, walltime=5400)
+    plan = dataclasses.replace(plan, forecast=forecast)  # 2 rounds of 10 s
+    run = tmp_path / "20261122-101500-ab12cd"
+    run.mkdir()
+    (run / "plan.json").write_text(json.dumps(dataclasses.asdict(plan)))
+    (run / "summary.json").write_text(json.dumps({
+        "seconds": 60.0, "first_worker_s": 30.0, "compute_s": 25.0, "startup_s": 1.0,
+        "jobs": ["11", "12", "13"]}))
+    text = words(parse(report.write_report(run)))
+    assert "compute time 20.0 s (10.0 to 40.0 s), from the history of 2 runs 25.0 s " \
+           "(1.25 x the prediction)" in text
+    assert "CPU-hours 36.000 requested, about 0.133 predicted for the compute about 0.200 " \
+           "(3 job(s) x 8 core(s) x 30 s); 0.167 for the compute" in text
+    # a plan without a prediction says nothing it does not know
+    (run / "plan.json").write_text(json.dumps(dataclasses.asdict(_slurm_plan())))
+    text = words(parse(report.write_report(run)))
+    assert "compute time - 25.0 s" in text
 
 
 def test_an_older_runs_first_worker_counts_from_the_command(tmp_path: Path) -> None:
