@@ -60,8 +60,8 @@ def show(name: Name) -> None:
         shown = value
         if key == "memory" and value:
             shown = f"{units.format_bytes(value)} ({value} bytes)"
-        elif key == "walltime":
-            shown = units.format_walltime(value)
+        elif key == "walltime":  # seconds, or "auto"
+            shown = value if isinstance(value, str) else units.format_walltime(value)
         elif key == "prologue":
             continue
         origin = f"   [{src}]" if src else "   [default]"
