@@ -163,3 +163,38 @@ def test_calibrate_stores_a_figure_plan_uses(cli: Cli, tmp_path: Path) -> None:
     bad = cli("calibrate", str(spec), "--site", "local", "--chunks", "0")
     assert bad.code == 2
     assert "--chunks" in bad.err
+
+
+def test_prepare_asks_slurm_about_the_plans_shapes_and_plans_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hpcscale import run
+    from hpcscale.config import jobspec
+    from hpcscale.run import preparation
+
+    spec_path = _median_spec(tmp_path, 8)
+    _run("20260101-000000-aaaaaa", site="testbed", steps=json.dumps(
+        [{"filter": "median", "size": [1, 5, 5]}], sort_keys=True))
+    now = time.time()
+    asked: list[tuple[int, int]] = []
+
+    def expected_start(s: object, *, jobs: int, walltime: int) -> slurm.ExpectedStart:
+        asked.append((jobs, walltime))
+        later = 3600 if jobs > 1 else 0  # one job starts now, more wait an hour
+        at = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now + later))
+        return slurm.ExpectedStart(at, jobs, "c1", "debug")
+
+    limits = slurm.Limits("debug", 3600, 3, 2, 4000 * MiB,
+                          node_sizes=((2, 4000 * MiB),) * 3)
+    monkeypatch.setattr(slurm, "available", lambda: True)
+    monkeypatch.setattr(slurm, "expected_start", expected_start)
+    monkeypatch.setattr(preparation, "_limits", lambda profile: limits)
+    prep = run.prepare(jobspec.load(spec_path), "testbed")
+    plan = prep.plan
+    assert asked[0] == (3, 1800)  # the plan's own shape first: max_jobs 3 of 30 min
+    assert plan.jobs == 1  # one job now beats three in an hour
+    assert plan.forecast is not None
+    assert plan.forecast.start_wait_s is not None
+    assert plan.forecast.start_wait_s < 60
+    assert any(d.startswith("1 job(s): the soonest predicted result") for d in plan.decisions)
+    assert any(line.startswith("expected start  now") for line in plan.lines())
