@@ -197,7 +197,7 @@ def forecast(
                  if cores_per_job is not None and walltime is not None else None)
     tp = evidence.throughput
     if tp is None:
-        return dataclasses.replace(base, cpu_hours_requested=_r(requested),
+        return dataclasses.replace(base, cpu_hours_requested=requested,
                         alternatives=_alternatives(evidence, None, base))
     compute = compute_seconds(tp.rate, tasks, bytes_in, threads)
     low = compute_seconds(tp.high, tasks, bytes_in, threads)
@@ -219,7 +219,7 @@ def forecast(
         compute_low_s=_r(low), compute_high_s=_r(high), startup_s=_r(startup),
         wall_s=_r(wall) if startup is not None else None, job_need_s=_r(need),
         fitting_walltime=fits,
-        generations=gens, cpu_hours_requested=_r(requested), cpu_hours_predicted=_r(predicted),
+        generations=gens, cpu_hours_requested=requested, cpu_hours_predicted=predicted,
         result_s=_r(result))
     return dataclasses.replace(made, alternatives=_alternatives(evidence, tp, made))
 
