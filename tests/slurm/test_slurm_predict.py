@@ -40,8 +40,8 @@ def _spec(tmp_path: Path, inp: Path, name: str, run: str = "") -> Path:
 def test_the_plan_predicts_a_4x_larger_run_from_one_run(
     testbed: Path, cli: Cli, tmp_path: Path, user_sites: Path,
 ) -> None:
-    small, _ = _input(tmp_path, 24)
-    large, data = _input(tmp_path, 96)
+    small, _ = _input(tmp_path, 12)
+    large, data = _input(tmp_path, 48)
     first = cli("--json", "submit", str(_spec(tmp_path, small, "small")), "--site", "testbed",
                 "--jobs", "2")
     assert first.code == 0, first
