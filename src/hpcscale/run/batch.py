@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from hpcscale import run, slurm, units
+from hpcscale import run, units
 from hpcscale._fs import write_json
 from hpcscale.config import jobspec
 from hpcscale.config.profiles import SiteProfile, SlurmProfile
@@ -43,7 +43,8 @@ from hpcscale.errors import (
 )
 from hpcscale.io.output import check_not_input
 from hpcscale.rundir import RUN_ID_RE, RunDir, RunState, new_run_id, runs_dir
-from hpcscale.slurm.directives import sbatch_directives
+from hpcscale.slurm import submit_script
+from hpcscale.slurm.directives import sbatch_directives, sbatch_path
 
 # sbatch --mail-type values (Slurm 22.05 and later).
 MAIL_TYPES = frozenset({
@@ -51,8 +52,6 @@ MAIL_TYPES = frozenset({
     "TIME_LIMIT", "TIME_LIMIT_90", "TIME_LIMIT_80", "TIME_LIMIT_50", "ARRAY_TASKS",
 })
 _MAIL_USER = re.compile(r"^[A-Za-z0-9._%+\-]+(@[A-Za-z0-9.\-]+)?$")
-# What a path may hold to go unquoted into an #SBATCH line (sbatch does no shell quoting).
-_SBATCH_PATH = re.compile(r"^/[A-Za-z0-9_./+\-@,=]*$")
 
 
 def parse_mail_type(text: str) -> tuple[str, ...]:
@@ -70,14 +69,6 @@ def check_mail_user(text: str) -> str:
     if not _MAIL_USER.match(text):
         raise UsageError(f"--mail-user {text!r}: expected one address such as "
                          "name@example.org (no spaces, quotes or newlines)")
-    return text
-
-
-def _sbatch_path(path: Path, what: str) -> str:
-    text = str(path)
-    if not _SBATCH_PATH.match(text):
-        raise UsageError(f"{what} {text!r}: an #SBATCH line cannot carry this path (spaces or "
-                         "shell characters); use a plainer directory")
     return text
 
 
@@ -119,11 +110,11 @@ def script_for(profile: SiteProfile, spec_path: Path, run_id: str, **kw: Any) ->
 def render(b: BatchScript) -> str:
     """The batch script: readable, editable, and valid for a plain ``sbatch``."""
     s = b.profile.slurm
-    logs = _sbatch_path(b.rundir.logs, "run directory")
+    logs = sbatch_path(b.rundir.logs, "run directory")
     out, err = (f"{logs}/{p.name}" for p in b.rundir.driver_output)
     head = sbatch_directives(s, job_name=b.rundir.job_name, walltime=s.walltime, cpus=s.cores,
                              memory=units.slurm_mem(s.memory), files=[
-        f"--chdir={_sbatch_path(b.workdir, 'working directory')}",
+        f"--chdir={sbatch_path(b.workdir, 'working directory')}",
         f"--output={out}",
         f"--error={err}",
         *([f"--mail-type={','.join(b.mail_type)}"] if b.mail_type else []),
@@ -255,15 +246,6 @@ def create(
             raise
         rd.update(state=RunState.PENDING, batch_job=written.job_id, submitted=time.time())
     return written
-
-
-def submit_script(path: Path) -> str:
-    """``sbatch`` a script; returns the job id."""
-    out = slurm.run(["sbatch", "--parsable", str(path)])
-    job_id = out.strip().split(";")[0]
-    if not job_id.isdigit():
-        raise SubmissionError(f"sbatch {path}: no job id in its answer {out.strip()!r}")
-    return job_id
 
 
 def in_allocation(profile: SiteProfile) -> SiteProfile:

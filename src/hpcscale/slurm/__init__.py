@@ -13,6 +13,7 @@ from hpcscale.slurm.commands import (
     job_node,
     queue,
     run,
+    submit_script,
     user,
 )
 from hpcscale.slurm.parse import ASSOC_FIELDS, parse_associations, parse_oneliner
@@ -32,5 +33,5 @@ __all__ = [
     "ASSOC_FIELDS", "TIMEOUT", "JobState", "Limits", "Node", "Partition", "SlurmCommandError",
     "SlurmUnavailable", "association", "associations", "available", "cancel", "expand_hostlist",
     "job_node", "limits", "nodes", "parse_associations", "parse_oneliner", "partitions", "queue",
-    "run", "user",
+    "run", "submit_script", "user",
 ]
