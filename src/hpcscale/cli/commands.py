@@ -12,6 +12,7 @@ import typer
 
 from hpcscale import backends, run
 from hpcscale import demo as sample
+from hpcscale.cli.filemap import run_map
 from hpcscale.cli.options import DryRun, Jobs, Overwrite, Site, parse_jobs
 from hpcscale.cli.render import OPTIONS, ConsoleReporter, result, say
 from hpcscale.config import jobspec, profiles
@@ -59,9 +60,13 @@ def submit(
 ) -> None:
     """Run a job spec: start the site's cluster, compute, write Zarr, cancel the jobs.
 
+    A [map] job spec runs its function once per file, as `hpcscale map` does.
     Example: hpcscale submit jobs/climate-mean.toml --site testbed --jobs 3
     """
-    loaded = jobspec.load(spec)
+    loaded = jobspec.load_any(spec)
+    if isinstance(loaded, jobspec.MapSpec):
+        run_map(loaded, site, jobs, overwrite, dry_run)
+        return
     prep = run.prepare(loaded, site, parse_jobs(jobs), overwrite=overwrite,
                        trust=OPTIONS.trust_profiles)
     _execute(prep, dry_run)
@@ -75,7 +80,10 @@ def plan(
 
     Example: hpcscale plan jobs/climate-mean.toml --site testbed
     """
-    loaded = jobspec.load(spec)
+    loaded = jobspec.load_any(spec)
+    if isinstance(loaded, jobspec.MapSpec):
+        run_map(loaded, site, jobs, None, dry_run=True)
+        return
     prep = run.prepare(loaded, site, parse_jobs(jobs), trust=OPTIONS.trust_profiles)
     _execute(prep, dry_run=True)
 

@@ -61,7 +61,7 @@ def prepare(
                                inputs=[spec.input.path], functions=spec.functions)
     workload = _workload(spec, info, out_info)
     requested = jobs if jobs is not None else spec.run.jobs
-    plan = sizing.plan(resolved.profile, workload, requested, _limits(resolved.profile),
+    plan = sizing.plan(resolved.profile, workload, requested, live_limits(resolved.profile),
                        walltime=spec.run.walltime_seconds)
     notes = batched + _space_warning(spec.output.path, workload.bytes_out)
     if mode == "resume":
@@ -104,7 +104,7 @@ def _space_warning(path: str, needed: int) -> tuple[str, ...]:
             f"but the result is up to {units.format_bytes(needed)} uncompressed; it may not fit",)
 
 
-def _limits(profile: profiles.SiteProfile) -> slurm.Limits | None:
+def live_limits(profile: profiles.SiteProfile) -> slurm.Limits | None:
     """The live limits for a SLURM profile (one scontrol each, sacctmgr if any)."""
     if not isinstance(profile, profiles.SlurmProfile) or not slurm.available():
         return None
