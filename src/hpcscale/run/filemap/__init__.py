@@ -22,7 +22,7 @@ from hpcscale.run.filemap.preparation import MapPrepared, prepare
 from hpcscale.run.filemap.task import OK
 from hpcscale.run.filemap.types import MapSummary
 from hpcscale.run.types import Reporter, Silent
-from hpcscale.rundir import RunDir
+from hpcscale.rundir import RunDir, RunState
 
 __all__ = ["MapFile", "MapPrepared", "MapSummary", "Results", "execute", "prepare"]
 
@@ -58,6 +58,8 @@ def execute(
         else:
             reporter.info(f"nothing to process: all {len(prep.files)} files are ok in "
                           f"{results.shown} (--overwrite processes them again)")
+            if run_dir is not None:  # a batch run's, made when its script was written
+                run_dir.update(state=RunState.DONE)
     except BaseException:
         try:
             _index(prep, summary)
