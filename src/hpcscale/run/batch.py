@@ -42,6 +42,7 @@ from hpcscale.errors import (
     UsageError,
 )
 from hpcscale.io.output import check_not_input
+from hpcscale.run import filemap
 from hpcscale.rundir import RUN_ID_RE, RunDir, RunState, new_run_id, runs_dir
 from hpcscale.slurm import submit_script
 from hpcscale.slurm.directives import sbatch_directives, sbatch_path
@@ -214,12 +215,13 @@ def create(
         raise UsageError(f"-o {output}: exists; remove it or choose another file")
     if output is not None and not output.absolute().parent.is_dir():
         raise UsageError(f"-o {output}: its directory does not exist")
-    spec = jobspec.load(spec_path)
+    spec = jobspec.load_any(spec_path)
+    inputs = [spec.map.files if isinstance(spec, jobspec.MapSpec) else spec.input.path]
     if output is not None:
-        check_not_input(output, [spec.input.path], UsageError, "-o")
+        check_not_input(output, inputs, UsageError, "-o")
     if summary_file is not None:
-        check_not_input(summary_file, [spec.input.path], UsageError, "--summary-file")
-    prep = run.prepare(spec, site, jobs, trust=trust)
+        check_not_input(summary_file, inputs, UsageError, "--summary-file")
+    prep = _prepare(spec, site, jobs, trust)
     run_id = new_run_id()
     b = script_for(prep.profile, spec_path, run_id, jobs=jobs, mail_type=mail_type,
                    mail_user=mail_user, trust_profiles=trust,
@@ -246,6 +248,14 @@ def create(
             raise
         rd.update(state=RunState.PENDING, batch_job=written.job_id, submitted=time.time())
     return written
+
+
+def _prepare(spec: jobspec.JobSpec | jobspec.MapSpec, site: str | None,
+             jobs: int | str | None, trust: bool) -> run.Prepared | filemap.MapPrepared:
+    """Either kind of run, prepared (everything checked, nothing written)."""
+    if isinstance(spec, jobspec.MapSpec):
+        return filemap.prepare(spec, site, jobs, trust=trust)
+    return run.prepare(spec, site, jobs, trust=trust)
 
 
 def in_allocation(profile: SiteProfile) -> SiteProfile:
@@ -312,9 +322,9 @@ def drive(
     rd = RunDir.existing(run_id)
     outcome: dict[str, Any] = {"run_id": run_id, "batch_job": job_id, "exit_code": 1}
     try:
-        prep = run.prepare(jobspec.load(spec_path), site, jobs, trust=trust)
+        prep = _prepare(jobspec.load_any(spec_path), site, jobs, trust)
         prep = dataclasses.replace(prep, profile=in_allocation(prep.profile))
-        outcome["output"] = prep.spec.output.path
+        outcome["output"] = prep.spec.output_path
         rd = RunDir.create(prep.spec, prep.profile, prep.plan, trusted=trust,
                            profile_files=prep.profile_files, run_id=run_id)
         listen = (prep.profile.slurm.interface
@@ -326,9 +336,16 @@ def drive(
         reporter.info(f"run {run_id}: driver in batch job {job_id} on "
                       f"{os.environ.get('SLURMD_NODENAME', os.uname().nodename)}, scheduler on "
                       f"interface {listen or '(default)'}")
-        for line in prep.plan.lines():
-            reporter.info(line)
-        summary = run.execute(prep, reporter, run_dir=rd, keep_logs=keep_logs)
+        summary: run.Summary
+        if isinstance(prep, filemap.MapPrepared):
+            for line in prep.lines():
+                reporter.info(line)
+            summary = mapped = filemap.execute(prep, reporter, run_dir=rd, keep_logs=keep_logs)
+            mapped.check()  # files failed: the batch job ends with exit code 1
+        else:
+            for line in prep.plan.lines():
+                reporter.info(line)
+            summary = run.execute(prep, reporter, run_dir=rd, keep_logs=keep_logs)
         outcome.update(dataclasses.asdict(summary), exit_code=0, state=RunState.DONE)
         return summary
     except KeyboardInterrupt:
