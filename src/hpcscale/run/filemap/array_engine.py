@@ -130,6 +130,8 @@ def _follow(prep: MapPrepared, reporter: Reporter, rundir: RunDir, summary: MapS
                 break
         time.sleep(READ)
     follower.read()  # the rows the last tasks wrote as they ended
+    if rundir.status().state == RunState.CANCELLED:  # `hpcscale cancel` ended the array
+        raise KeyboardInterrupt(f"job array {job_id} cancelled with `hpcscale cancel`")
     ended = ([] if summary.stopped
              else _ended_midway(prep, rundir, job_id, todo, tasks, follower.done))
     prep.results.append(ended)
