@@ -188,3 +188,41 @@ def test_status_logs_and_cancel_work_on_an_array_run(
     assert info["state"] == "cancelled"
     index = xr.open_zarr(world / "results" / "index.zarr").load()
     assert set(index.status.values) == {"not run"}
+
+
+@pytest.mark.parametrize("engine", ["dask", "array"])
+def test_sbatch_runs_a_map_job_spec_inside_slurm(
+    engine: str, testbed: Path, cli: Cli, world: Path
+) -> None:
+    import json
+    import time
+
+    (world / "count.toml").write_text(f'''
+[map]
+files = "data/*.txt"
+function = "fn.py:count"
+output = "results"
+engine = "{engine}"
+[run]
+site = "testbed"
+jobs = 2
+''')
+    r = cli("--json", "sbatch", "count.toml", "--submit")
+    assert r.code == 0, r
+    run_id = json.loads(r.out)["run_id"]
+    deadline = time.monotonic() + 300  # a bound for a stuck testbed, not a speed
+    info: dict = {}  # type: ignore[type-arg]
+    while time.monotonic() < deadline:
+        info = json.loads(cli("--json", "status", run_id).out)
+        if info["state"] in ("done", "failed", "lost", "cancelled") and "exit_code" in info:
+            break
+        time.sleep(0.5)
+    assert info["state"] == "failed", (info, cli("logs", run_id).out)
+    assert info["error"] == f"{len(BAD)} of {FILES} files failed (see results/index.csv)"
+    assert info["exit_code"] == 1
+    _check_index(world)
+    assert len(calls(world)) == FILES
+    deadline = time.monotonic() + 30
+    while _squeue() and time.monotonic() < deadline:  # the batch job itself is ending
+        time.sleep(0.5)
+    assert _squeue() == []
