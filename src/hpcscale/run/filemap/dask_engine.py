@@ -36,13 +36,15 @@ def run(prep: MapPrepared, reporter: Reporter, rundir: RunDir, summary: MapSumma
                          imports=imports) as session:
         client = session.client
         out = prep.results.path
-        func = task.pickled(prep.fn.func)
-        source = prep.fn.path.name if prep.fn.path else ""
-        futures = {
-            i: client.submit(task.run_one, func, f.key, str(out / f.dir), prep.kwargs,
-                             source=source, key=f"map_file-{rundir.run_id}-{i}", pure=False)
-            for i, f in enumerate(prep.todo)
-        }
+        # the function once on every worker, not a copy inside each of the files' tasks
+        func = client.scatter(task.pickled(prep.fn.func), broadcast=True, hash=False)
+        n = len(prep.todo)
+        submitted = client.map(
+            task.run_one, [func] * n, [f.key for f in prep.todo],
+            [str(out / f.dir) for f in prep.todo], [prep.kwargs] * n,
+            source=prep.fn.path.name if prep.fn.path else "",
+            key=[f"map_file-{rundir.run_id}-{i}" for i in range(n)], pure=False)
+        futures = dict(enumerate(submitted))
         observers: list[callbacks.Callback] = []
         if session.watcher is not None:
             observers.append(callbacks.Watcher(client, session.watcher))
