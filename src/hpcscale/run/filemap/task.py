@@ -88,11 +88,17 @@ def _row(status: str, t0: float, worker: str, error: str,
             "error": error, "values": values or {}, "t": time.time()}
 
 
+MAX_ERROR = 500  # characters of an exception's message kept in the index
+
+
 def error_line(err: BaseException, source: str = "") -> str:
-    """The exception's last line, with the innermost place it was raised:
+    """The exception as the last line of its traceback reads (a message of several lines
+    folded into one), with the innermost place it was raised:
     ``ValueError: bad header (segment.py line 12)``."""
-    text = f"{type(err).__name__}: {err}".strip().rstrip(":")
-    line = text.splitlines()[-1] if text else type(err).__name__
+    said = " ".join(str(err).split())
+    if len(said) > MAX_ERROR:
+        said = said[:MAX_ERROR] + "..."
+    line = f"{type(err).__name__}: {said}" if said else type(err).__name__
     frames = traceback.extract_tb(err.__traceback__)
     if len(frames) > 1:  # frames[0] is run_one itself
         last = frames[-1]
