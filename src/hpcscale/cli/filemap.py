@@ -2,38 +2,21 @@
 
 from __future__ import annotations
 
-import tomllib
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from hpcscale.cli.options import DryRun, Jobs, Overwrite, Site, parse_jobs
+from hpcscale.cli.options import DryRun, Jobs, Overwrite, Site, parse_jobs, parse_kwargs
 from hpcscale.cli.render import OPTIONS, ConsoleReporter, result, say
 from hpcscale.config import jobspec
-from hpcscale.errors import Interrupted, UsageError
+from hpcscale.errors import Interrupted
 from hpcscale.run import filemap
 
 
 class Engine(StrEnum):
     dask = "dask"
     array = "array"
-
-
-def parse_kwargs(values: list[str] | None, option: str = "--kwarg") -> dict[str, Any]:
-    """``k=v`` pairs; each value read as a TOML value (``3``, ``0.5``, ``true``,
-    ``[1, 2]``, ``"text"``), else kept as the text it is (``mode=nearest``)."""
-    found: dict[str, Any] = {}
-    for item in values or []:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise UsageError(f"{option} {item!r}: expected NAME=VALUE, e.g. {option} sigma=2")
-        try:
-            found[key] = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            found[key] = text
-    return found
 
 
 def map_(
