@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,7 +33,6 @@ from hpcscale._fs import write_json
 from hpcscale.errors import UsageError
 
 if TYPE_CHECKING:
-    from hpcscale.config.jobspec import JobSpec
     from hpcscale.config.profiles import SiteProfile
     from hpcscale.sizing import Plan
 
@@ -45,6 +44,15 @@ def state_dir() -> Path:
     if override:
         return Path(override).expanduser()
     return Path(platformdirs.user_state_dir("hpcscale"))
+
+
+class RecordedSpec(Protocol):
+    """What a run directory keeps of its job spec (a ``JobSpec`` or a ``MapSpec``)."""
+
+    @property
+    def output_path(self) -> str: ...
+
+    def to_toml(self) -> str: ...
 
 
 def runs_dir() -> Path:
@@ -81,6 +89,7 @@ DASK_REPORT = "dask-report.html"  # dask's own performance report, beside report
 # and 6-7 s after a 35 s median filter.
 DASK_REPORT_AFTER = 120.0
 DRIVER_LOG = "driver"  # a batch driver's logs: driver-<job id>.out and .err
+ARRAY_LOG = "array"  # a map run's array tasks' logs: array-<array job id>_<task>.out and .err
 
 
 def new_run_id() -> str:
@@ -259,6 +268,27 @@ class RunDir:
         return self.path / "batch.sbatch"
 
     @property
+    def array_script(self) -> Path:
+        """A map run's SLURM job array script (``hpcscale map --engine array``)."""
+        return self.path / "array.sbatch"
+
+    @property
+    def array_plan(self) -> Path:
+        """A map run's array: its files, their shares and where rows go (JSON)."""
+        return self.path / "array.json"
+
+    @property
+    def array_function(self) -> Path:
+        """A map run's function and kwargs, pickled for the array's tasks."""
+        return self.path / "function.pkl"
+
+    @property
+    def array_output(self) -> tuple[Path, Path]:
+        """The array tasks' stdout and stderr (``%A``: the array's job id, ``%a``: the
+        task's index)."""
+        return self.logs / f"{ARRAY_LOG}-%A_%a.out", self.logs / f"{ARRAY_LOG}-%A_%a.err"
+
+    @property
     def report_sources(self) -> tuple[Path, ...]:
         """What the run report is built from: a report older than any of them is stale."""
         return (self.state_file, self.plan_json, self.plan_txt, self.summary, self.timeline,
@@ -271,7 +301,7 @@ class RunDir:
     # -- making and finding -------------------------------------------------------------------
     @classmethod
     def create(
-        cls, spec: JobSpec, profile: SiteProfile, plan: Plan, *, trusted: bool = False,
+        cls, spec: RecordedSpec, profile: SiteProfile, plan: Plan, *, trusted: bool = False,
         profile_files: tuple[Path, ...] = (), run_id: str | None = None,
     ) -> RunDir:
         """Make a new run directory, or with ``run_id`` create or adopt the one of that id.
@@ -298,7 +328,7 @@ class RunDir:
             "trusted_profiles": trusted,
         })
         rd.update(run_id=run_id, state=RunState.CREATED, created=time.time(), pid=os.getpid(),
-                  host=os.uname().nodename, site=profile.name, output=spec.output.path)
+                  host=os.uname().nodename, site=profile.name, output=spec.output_path)
         return rd
 
     @classmethod

@@ -355,9 +355,10 @@ def test_python_examples_run(page: Path, ran: Ran, monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize("page", PAGES, ids=_page_id)
 def test_toml_job_specs_validate(page: Path) -> None:
     for block in blocks(page):
-        if block.lang != "toml" or "[input]" not in block.text:
-            continue
-        jobspec.parse(tomllib.loads(block.text), f"{page.name}:{block.line}")
+        if block.lang == "toml" and "[input]" in block.text:
+            jobspec.parse(tomllib.loads(block.text), f"{page.name}:{block.line}")
+        elif block.lang == "toml" and "[map]" in block.text:
+            jobspec.parse_map(tomllib.loads(block.text), f"{page.name}:{block.line}")
 
 
 def test_profile_examples_load(user_sites: Path) -> None:

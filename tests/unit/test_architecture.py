@@ -155,7 +155,8 @@ def test_run_directory_names_and_run_states_live_in_rundir_alone() -> None:
     rd = RunDir("20260101-000000-abcdef", Path("/runs/x"))
     files = {p.name for p in (rd.state_file, rd.logs, rd.tls, rd.jobspec, rd.profile,
                               rd.plan_json, rd.plan_txt, rd.config_files, rd.summary,
-                              rd.timeline, rd.report, rd.dask_report, rd.batch_script)}
+                              rd.timeline, rd.report, rd.dask_report, rd.batch_script,
+                              rd.array_script, rd.array_plan, rd.array_function)}
     states = {s.value for s in RunState}
     found = []
     for path in SRC.rglob("*.py"):

@@ -55,12 +55,13 @@ def _global(
     render.OPTIONS.trust_profiles = trust_profiles
 
 
-from hpcscale.cli import batch, commands, doctor, runs, site  # noqa: E402  (register commands)
+from hpcscale.cli import batch, commands, doctor, filemap, runs, site  # noqa: E402  (commands)
 from hpcscale.cli import preview as preview_command  # noqa: E402
 from hpcscale.cli import report as report_command  # noqa: E402
 
 app.add_typer(site.app, name="site")
 commands.register(app)
+filemap.register(app)
 runs.register(app)
 batch.register(app)
 report_command.register(app)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -13,7 +12,16 @@ import typer
 
 from hpcscale import backends, run, sizing, units
 from hpcscale import demo as sample
-from hpcscale.cli.options import DryRun, Jobs, Overwrite, Site, parse_jobs
+from hpcscale.cli.filemap import run_map
+from hpcscale.cli.options import (
+    DryRun,
+    Jobs,
+    Overwrite,
+    Site,
+    parse_jobs,
+    parse_kwargs,
+    parse_value,
+)
 from hpcscale.cli.render import OPTIONS, ConsoleReporter, result, say
 from hpcscale.config import jobspec, profiles
 from hpcscale.errors import Interrupted, ProfileError, UsageError
@@ -67,9 +75,13 @@ def submit(
 ) -> None:
     """Run a job spec: start the site's cluster, compute, write Zarr, cancel the jobs.
 
+    A [map] job spec runs its function once per file, as `hpcscale map` does.
     Example: hpcscale submit jobs/climate-mean.toml --site testbed --jobs 3
     """
-    loaded = jobspec.load(spec)
+    loaded = jobspec.load_any(spec)
+    if isinstance(loaded, jobspec.MapSpec):
+        run_map(loaded, site, jobs, overwrite, dry_run)
+        return
     prep = run.prepare(loaded, site, parse_jobs(jobs), overwrite=overwrite,
                        trust=OPTIONS.trust_profiles)
     _execute(prep, dry_run)
@@ -83,7 +95,10 @@ def plan(
 
     Example: hpcscale plan jobs/climate-mean.toml --site testbed
     """
-    loaded = jobspec.load(spec)
+    loaded = jobspec.load_any(spec)
+    if isinstance(loaded, jobspec.MapSpec):
+        run_map(loaded, site, jobs, None, dry_run=True)
+        return
     prep = run.prepare(loaded, site, parse_jobs(jobs), trust=OPTIONS.trust_profiles)
     _execute(prep, dry_run=True)
 
@@ -215,24 +230,7 @@ def filter_(
 
 
 def _kwargs(values: list[str] | None) -> dict[str, Any] | None:
-    """``--kwarg NAME=VALUE``: the value read as a TOML value, else as text."""
-    found: dict[str, Any] = {}
-    for item in values or []:
-        key, sep, text = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise UsageError(f"--kwarg {item!r}: expected NAME=VALUE, e.g. --kwarg sigma=3 "
-                             "or --kwarg mode=nearest")
-        found[key] = _value(text)
-    return found or None
-
-
-def _value(text: str) -> Any:
-    """A TOML value (which JSON's numbers, true/false, strings and lists also are), else the
-    text: 3 -> 3, 2.5 -> 2.5, true -> True, [1, 2] -> [1, 2], "3" -> '3', nearest -> 'nearest'."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
+    return parse_kwargs(values) or None
 
 
 def _depth(values: list[str] | None) -> dict[str, int] | int | None:
@@ -287,7 +285,7 @@ def map_blocks(
     """
     edge: str | float | None = boundary
     if boundary is not None and boundary not in BOUNDARIES:
-        edge = _value(boundary)  # a number: the constant the halo is filled with
+        edge = parse_value(boundary)  # a number: the constant the halo is filled with
     step = {"map": fn, "kwargs": _kwargs(kwarg), "core": _axes(core), "depth": _depth(depth),
             "dtype": dtype, "boundary": edge}
     _one_off(inp, out, step, var, overwrite, site, jobs, dry_run, print_spec, zarr_format)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import tomllib
+from typing import Annotated, Any
 
 import typer
 
@@ -27,3 +28,24 @@ def parse_jobs(value: str | None) -> int | str | None:
     if n < 1:
         raise UsageError(f"--jobs {value!r}: expected a whole number >= 1 or 'auto'")
     return n
+
+
+def parse_kwargs(values: list[str] | None) -> dict[str, Any]:
+    """``--kwarg NAME=VALUE`` (repeated): each value read as a TOML value, else as text."""
+    found: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--kwarg {item!r}: expected NAME=VALUE, e.g. --kwarg sigma=3 "
+                             "or --kwarg mode=nearest")
+        found[key] = parse_value(text)
+    return found
+
+
+def parse_value(text: str) -> Any:
+    """A TOML value (which JSON's numbers, true/false, strings and lists also are), else the
+    text: 3 -> 3, 2.5 -> 2.5, true -> True, [1, 2] -> [1, 2], "3" -> '3', nearest -> 'nearest'."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text

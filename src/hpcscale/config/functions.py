@@ -86,7 +86,10 @@ def _load_file(path: Path, where: str, spec: str) -> Any:
         digest = _digest(path)
     except OSError as err:
         raise JobSpecError(f"{where}: {spec!r}: cannot read {path} ({err.strerror})") from None
-    name = f"hpcscale_user_{path.stem.replace('-', '_')}_{digest[:12]}"
+    # one module per file and content: two copies of a file are two modules (each its
+    # own __file__), and a changed file loads again
+    where_hash = hashlib.sha256(f"{path}\0{digest}".encode()).hexdigest()[:12]
+    name = f"hpcscale_user_{path.stem.replace('-', '_')}_{where_hash}"
     if name in sys.modules:
         return sys.modules[name], digest
     loader_spec = importlib.util.spec_from_file_location(name, path)

@@ -15,6 +15,16 @@
     site = "local"
     jobs = "auto"
 
+Or, for a user's function run once per file (``hpcscale map``), a ``[map]`` table
+instead of ``[input]``, ``[[steps]]`` and ``[output]``::
+
+    [map]
+    files = "scans/*.tif"                 # a glob, relative to the current directory
+    function = "mylab/segment.py:segment" # module:function, or a file relative to this spec
+    kwargs = { threshold = 0.5 }
+    output = "results/"
+    engine = "dask"                       # or "array": one SLURM job array
+
 Steps are parsed by :mod:`hpcscale.ops`; this module owns the rest, and loads the
 function of each ``map`` step (:mod:`hpcscale.config.functions`): a relative
 ``file.py:function`` lies in the job spec's folder (the current directory for a
@@ -39,6 +49,7 @@ from hpcscale.errors import JobSpecError
 from hpcscale.ops import MapStep, Step, parse_step
 
 _VAR = r"^[A-Za-z0-9_./\-]+$"
+COMMAND_LINE = "<command line>"  # the source of a spec made from a one-off command
 
 
 class InputSpec(BaseModel):
@@ -109,6 +120,11 @@ class JobSpec:
     source: str  # the file it came from, or "<command line>"
 
     @property
+    def output_path(self) -> str:
+        """Where the run writes (recorded in its run directory)."""
+        return self.output.path
+
+    @property
     def user_modules(self) -> tuple[tuple[str, str], ...]:
         """``(step label, module)`` for each ``map`` step whose function is imported by
         name: the module must import on the workers too (a file function travels by
@@ -143,6 +159,9 @@ def parse(data: Mapping[str, Any], source: str, base: Path | None = None) -> Job
 
     ``base`` is the folder a ``map`` step's relative ``file.py:function`` lies in
     (default: the current directory)."""
+    if "map" in data:
+        raise JobSpecError(f"job spec {source}: a [map] spec runs a function per file; run "
+                           "it with `hpcscale submit` (or `hpcscale map` on the command line)")
     try:
         model = _SpecModel.model_validate(data)
     except ValidationError as err:
@@ -178,10 +197,123 @@ def _valid_keys(loc: Sequence[Any]) -> list[str]:
 
 
 def load(path: str | Path) -> JobSpec:
-    """Read and validate a job spec file."""
+    """Read and validate a job spec file of ``[input]``, ``[[steps]]`` and ``[output]``."""
     p = Path(path)
     data = read_toml(p, JobSpecError, "job spec")
     return parse(data, str(p), base=p.absolute().parent)
+
+
+def load_any(path: str | Path) -> JobSpec | MapSpec:
+    """Read and validate a job spec file of either form: ``[input]`` + ``[[steps]]`` +
+    ``[output]`` (a :class:`JobSpec`) or ``[map]`` (a :class:`MapSpec`)."""
+    p = Path(path)
+    data = read_toml(p, JobSpecError, "job spec")
+    if "map" in data:
+        return parse_map(data, str(p))
+    return parse(data, str(p), base=p.absolute().parent)
+
+
+# -- [map]: a user's function per file -------------------------------------------------------
+
+ENGINES = ("dask", "array")
+
+
+class MapSection(BaseModel):
+    """The ``[map]`` table: which files, which function, where the results go."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    files: str = Field(min_length=1)  # a glob; ** reaches into subfolders
+    function: str = Field(min_length=1)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    output: str = Field(min_length=1)
+    engine: Literal["dask", "array"] = "dask"
+    max_failures: Annotated[int, Field(ge=1)] | None = None
+    overwrite: bool = False
+
+
+class _MapSpecModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    description: str = ""
+    map: MapSection
+    run: RunSpec = RunSpec()
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """A validated ``[map]`` job spec: a function run once per file."""
+
+    description: str
+    map: MapSection
+    run: RunSpec
+    source: str  # the file it came from, or "<command line>"
+
+    @property
+    def output_path(self) -> str:
+        return self.map.output
+
+    @property
+    def base(self) -> Path:
+        """Where a ``file.py:function`` resolves: the spec's folder (the current
+        directory for a spec made on the command line)."""
+        return Path.cwd() if self.source == COMMAND_LINE else Path(self.source).absolute().parent
+
+    @property
+    def where(self) -> str:
+        """How messages name the function: the option or the spec's key."""
+        return "--fn" if self.source == COMMAND_LINE else "[map] function"
+
+    def to_toml(self) -> str:
+        data: dict[str, Any] = {}
+        if self.description:
+            data["description"] = self.description
+        data["map"] = self.map.model_dump(exclude_none=True, exclude_defaults=True)
+        data["map"].update(files=self.map.files, function=self.map.function,
+                           output=self.map.output)
+        run = self.run.model_dump(exclude_none=True, exclude_defaults=True)
+        if run:
+            data["run"] = run
+        return tomli_w.dumps(data)
+
+
+_STEP_KEYS = ("input", "steps", "output")
+
+
+def parse_map(data: Mapping[str, Any], source: str) -> MapSpec:
+    """Validate a ``[map]`` job spec table; raises :class:`JobSpecError` naming ``source``."""
+    both = [k for k in _STEP_KEYS if k in data]
+    if both:
+        shown = ", ".join(f"[{k}]" if k != "steps" else "[[steps]]" for k in both)
+        raise JobSpecError(f"job spec {source}: has [map] and {shown}; a job spec is either "
+                           "[input] + [[steps]] + [output], or [map]")
+    try:
+        model = _MapSpecModel.model_validate(data)
+    except ValidationError as err:
+        said = explain(problems(err)[0], valid_keys=_map_valid_keys)
+        raise JobSpecError(f"job spec {source}: {said}") from err
+    return MapSpec(model.description, model.map, model.run, source)
+
+
+def _map_valid_keys(loc: Sequence[Any]) -> list[str]:
+    if list(loc) == ["map"]:
+        return list(MapSection.model_fields)
+    if list(loc) == ["run"]:
+        return list(RunSpec.model_fields)
+    return list(_MapSpecModel.model_fields)
+
+
+def map_spec(
+    files: str, output: str, function: str, *, kwargs: Mapping[str, Any] | None = None,
+    engine: str = "dask", max_failures: int | None = None, overwrite: bool = False,
+    site: str | None = None, jobs: int | str | None = None,
+) -> MapSpec:
+    """The ``[map]`` job spec equivalent to ``hpcscale map FILES OUTPUT --fn FUNCTION``."""
+    table: dict[str, Any] = {"files": files, "function": function, "output": output,
+                             "kwargs": dict(kwargs or {}), "engine": engine,
+                             "overwrite": overwrite}
+    if max_failures is not None:
+        table["max_failures"] = max_failures
+    run = {k: v for k, v in (("site", site), ("jobs", jobs)) if v is not None}
+    return parse_map({"map": table, **({"run": run} if run else {})}, COMMAND_LINE)
 
 
 def one_step(
@@ -194,4 +326,4 @@ def one_step(
         "steps": [dict(step)],
         "output": {"path": output_path, "overwrite": overwrite, "zarr_format": zarr_format},
     }
-    return parse(data, "<command line>")
+    return parse(data, COMMAND_LINE)

@@ -464,7 +464,7 @@ def _create(
         coords=_coords(coords or {}, dims, tuple(data.shape)),
         attrs={MARKER_KEY: marker, "provenance": record},
     )
-    with _quiet_consolidation():
+    with quiet_consolidation():
         try:
             # compute=False writes metadata and the (numpy) coordinates; the
             # data blocks are written by _store_block, one task each.
@@ -531,12 +531,12 @@ def _finalize(path: str, zarr_format: Literal[2, 3]) -> None:
     group.attrs[MARKER_KEY] = marker
     # The consolidated copy (what xarray.open_zarr reads) still says
     # complete: false until rewritten.
-    with _quiet_consolidation():
+    with quiet_consolidation():
         zarr.consolidate_metadata(LocalStore(path), zarr_format=zarr_format)
 
 
 @contextmanager
-def _quiet_consolidation() -> Iterator[None]:
+def quiet_consolidation() -> Iterator[None]:
     # zarr-python warns that consolidated metadata is not in the v3 spec. We
     # write it anyway: without it xarray.open_zarr warns on every open, and
     # readers that do not know it ignore it.

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from hpcscale import run, slurm, units
+from hpcscale import run, units
 from hpcscale._fs import write_json
 from hpcscale.config import jobspec
 from hpcscale.config.profiles import SiteProfile, SlurmProfile
@@ -42,8 +42,10 @@ from hpcscale.errors import (
     UsageError,
 )
 from hpcscale.io.output import check_not_input
+from hpcscale.run import filemap
 from hpcscale.rundir import RUN_ID_RE, RunDir, RunState, new_run_id, runs_dir
-from hpcscale.slurm.directives import sbatch_directives
+from hpcscale.slurm import submit_script
+from hpcscale.slurm.directives import sbatch_directives, sbatch_path
 
 # sbatch --mail-type values (Slurm 22.05 and later).
 MAIL_TYPES = frozenset({
@@ -51,8 +53,6 @@ MAIL_TYPES = frozenset({
     "TIME_LIMIT", "TIME_LIMIT_90", "TIME_LIMIT_80", "TIME_LIMIT_50", "ARRAY_TASKS",
 })
 _MAIL_USER = re.compile(r"^[A-Za-z0-9._%+\-]+(@[A-Za-z0-9.\-]+)?$")
-# What a path may hold to go unquoted into an #SBATCH line (sbatch does no shell quoting).
-_SBATCH_PATH = re.compile(r"^/[A-Za-z0-9_./+\-@,=]*$")
 
 
 def parse_mail_type(text: str) -> tuple[str, ...]:
@@ -70,14 +70,6 @@ def check_mail_user(text: str) -> str:
     if not _MAIL_USER.match(text):
         raise UsageError(f"--mail-user {text!r}: expected one address such as "
                          "name@example.org (no spaces, quotes or newlines)")
-    return text
-
-
-def _sbatch_path(path: Path, what: str) -> str:
-    text = str(path)
-    if not _SBATCH_PATH.match(text):
-        raise UsageError(f"{what} {text!r}: an #SBATCH line cannot carry this path (spaces or "
-                         "shell characters); use a plainer directory")
     return text
 
 
@@ -119,11 +111,11 @@ def script_for(profile: SiteProfile, spec_path: Path, run_id: str, **kw: Any) ->
 def render(b: BatchScript) -> str:
     """The batch script: readable, editable, and valid for a plain ``sbatch``."""
     s = b.profile.slurm
-    logs = _sbatch_path(b.rundir.logs, "run directory")
+    logs = sbatch_path(b.rundir.logs, "run directory")
     out, err = (f"{logs}/{p.name}" for p in b.rundir.driver_output)
     head = sbatch_directives(s, job_name=b.rundir.job_name, walltime=s.walltime_seconds,
                              cpus=s.cores, memory=units.slurm_mem(s.memory), files=[
-        f"--chdir={_sbatch_path(b.workdir, 'working directory')}",
+        f"--chdir={sbatch_path(b.workdir, 'working directory')}",
         f"--output={out}",
         f"--error={err}",
         *([f"--mail-type={','.join(b.mail_type)}"] if b.mail_type else []),
@@ -223,12 +215,13 @@ def create(
         raise UsageError(f"-o {output}: exists; remove it or choose another file")
     if output is not None and not output.absolute().parent.is_dir():
         raise UsageError(f"-o {output}: its directory does not exist")
-    spec = jobspec.load(spec_path)
+    spec = jobspec.load_any(spec_path)
+    inputs = [spec.map.files if isinstance(spec, jobspec.MapSpec) else spec.input.path]
     if output is not None:
-        check_not_input(output, [spec.input.path], UsageError, "-o")
+        check_not_input(output, inputs, UsageError, "-o")
     if summary_file is not None:
-        check_not_input(summary_file, [spec.input.path], UsageError, "--summary-file")
-    prep = run.prepare(spec, site, jobs, trust=trust)
+        check_not_input(summary_file, inputs, UsageError, "--summary-file")
+    prep = _prepare(spec, site, jobs, trust)
     run_id = new_run_id()
     b = script_for(prep.profile, spec_path, run_id, jobs=jobs, mail_type=mail_type,
                    mail_user=mail_user, trust_profiles=trust,
@@ -257,13 +250,12 @@ def create(
     return written
 
 
-def submit_script(path: Path) -> str:
-    """``sbatch`` a script; returns the job id."""
-    out = slurm.run(["sbatch", "--parsable", str(path)])
-    job_id = out.strip().split(";")[0]
-    if not job_id.isdigit():
-        raise SubmissionError(f"sbatch {path}: no job id in its answer {out.strip()!r}")
-    return job_id
+def _prepare(spec: jobspec.JobSpec | jobspec.MapSpec, site: str | None,
+             jobs: int | str | None, trust: bool) -> run.Prepared | filemap.MapPrepared:
+    """Either kind of run, prepared (everything checked, nothing written)."""
+    if isinstance(spec, jobspec.MapSpec):
+        return filemap.prepare(spec, site, jobs, trust=trust)
+    return run.prepare(spec, site, jobs, trust=trust)
 
 
 def in_allocation(profile: SiteProfile) -> SiteProfile:
@@ -330,9 +322,9 @@ def drive(
     rd = RunDir.existing(run_id)
     outcome: dict[str, Any] = {"run_id": run_id, "batch_job": job_id, "exit_code": 1}
     try:
-        prep = run.prepare(jobspec.load(spec_path), site, jobs, trust=trust)
+        prep = _prepare(jobspec.load_any(spec_path), site, jobs, trust)
         prep = dataclasses.replace(prep, profile=in_allocation(prep.profile))
-        outcome["output"] = prep.spec.output.path
+        outcome["output"] = prep.spec.output_path
         rd = RunDir.create(prep.spec, prep.profile, prep.plan, trusted=trust,
                            profile_files=prep.profile_files, run_id=run_id)
         listen = (prep.profile.slurm.interface
@@ -344,9 +336,16 @@ def drive(
         reporter.info(f"run {run_id}: driver in batch job {job_id} on "
                       f"{os.environ.get('SLURMD_NODENAME', os.uname().nodename)}, scheduler on "
                       f"interface {listen or '(default)'}")
-        for line in prep.plan.lines():
-            reporter.info(line)
-        summary = run.execute(prep, reporter, run_dir=rd, keep_logs=keep_logs)
+        summary: run.Summary
+        if isinstance(prep, filemap.MapPrepared):
+            for line in prep.lines():
+                reporter.info(line)
+            summary = mapped = filemap.execute(prep, reporter, run_dir=rd, keep_logs=keep_logs)
+            mapped.check()  # files failed: the batch job ends with exit code 1
+        else:
+            for line in prep.plan.lines():
+                reporter.info(line)
+            summary = run.execute(prep, reporter, run_dir=rd, keep_logs=keep_logs)
         outcome.update(dataclasses.asdict(summary), exit_code=0, state=RunState.DONE)
         return summary
     except KeyboardInterrupt:

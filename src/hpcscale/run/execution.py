@@ -8,18 +8,18 @@ import os
 import re
 import signal
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-from hpcscale import STARTED, backends, slurm
+from hpcscale import STARTED, backends, sizing, slurm
 from hpcscale.backends import watch, worker
 from hpcscale.config import profiles
 from hpcscale.errors import SubmissionError
-from hpcscale.io import output
 from hpcscale.run import compute
 from hpcscale.run.dasklog import dask_logs_to
 from hpcscale.run.types import Prepared, Reporter, Silent, Summary
@@ -73,44 +73,51 @@ def execute(
 
 
 def _execute(prep: Prepared, reporter: Reporter, rundir: RunDir) -> Summary:
-    job_name = rundir.job_name
-    t0 = time.monotonic()
     summary = Summary(
         rundir.run_id, str(rundir.path), prep.profile.name, prep.spec.output.path, 0.0,
         prep.plan.workload.bytes_in, prep.plan.workload.bytes_out,
     )
-    rundir.update(state=RunState.STARTING)
-    started = time.time()
-    summary.startup_s = _startup_seconds(started)
+    with cluster_session(prep.profile, prep.plan, reporter, rundir, summary,
+                         imports=prep.spec.user_modules) as session:
+        write, summary.compute_s = compute.write_result(prep, session.client, reporter,
+                                                        session.watcher, rundir)
+        summary.blocks, summary.blocks_resumed = write.total, write.resumed
+    return summary
+
+
+@dataclass
+class Outcome:
+    """What the body of :func:`recorded` says of a run that ended without an exception:
+    ``failure`` (one line) makes its state ``failed`` (a map run whose files failed)."""
+
+    failure: str | None = None
+
+
+@dataclass
+class Session:
+    """A started cluster with its workers connected: what :func:`cluster_session` yields."""
+
+    cluster: Any
+    client: Any
+    watcher: watch.JobWatcher | None
+    outcome: Outcome
+
+
+@contextmanager
+def recorded(rundir: RunDir, summary: Summary, *, queued: bool) -> Iterator[Outcome]:
+    """A run's record around its body: Ctrl-C, SIGTERM and SIGHUP raise
+    KeyboardInterrupt; the state ends ``done``, ``failed`` (an exception, or the body's
+    ``Outcome.failure``) or ``cancelled``; with ``queued`` (a SLURM run) every job named
+    after the run is cancelled; then ``summary.json`` and the report are written."""
+    t0 = time.monotonic()
+    outcome = Outcome()
     try:
-        walltime = prep.plan.walltime or 0
-        with _signals_raise(), backends.start(
-            prep.profile, prep.plan, job_name=job_name, run_dir=rundir,
-            worker_extra_args=watch.worker_args(walltime) if walltime else None,
-        ) as (clus, client):
-            watcher = (watch.JobWatcher(clus, walltime, reporter.info, job_name=job_name,
-                                        target=prep.plan.jobs)
-                       if walltime else None)
-            link = _dashboard(client)
-            forward = ssh_forward(link)
-            rundir.update(state=RunState.PENDING, scheduler=clus.scheduler_address,
-                          dashboard=link, forward=forward,
-                          log_directory=prep.profile.slurm.log_directory
-                          if isinstance(prep.profile, profiles.SlurmProfile) else None)
-            reporter.info(f"run {rundir.run_id}: dashboard {link}")
-            if forward:
-                reporter.info(f"  from your laptop: {forward}  "
-                              f"then open http://localhost:{LAPTOP_PORT}/status")
-            expected = prep.plan.jobs * prep.plan.workers_per_job
-            summary.first_worker_s = _wait_for_workers(
-                client, watcher, expected, reporter, rundir, started)
-            for where, module in prep.spec.user_modules:  # before any work is handed out
-                worker.check_imports(client, [module], where)
-            rundir.update(state=RunState.RUNNING)
-            write, summary.compute_s = compute.write_result(prep, client, reporter, watcher,
-                                                            rundir)
-            _what_happened(summary, clus, client, watcher, write)
-        rundir.update(state=RunState.DONE)
+        with _signals_raise():
+            yield outcome
+        if outcome.failure:
+            rundir.update(state=RunState.FAILED, error=outcome.failure)
+        else:
+            rundir.update(state=RunState.DONE)
     except KeyboardInterrupt:
         rundir.update(state=RunState.CANCELLED)
         raise
@@ -118,19 +125,61 @@ def _execute(prep: Prepared, reporter: Reporter, rundir: RunDir) -> Summary:
         rundir.update(state=RunState.FAILED, error=str(err))
         raise
     finally:
-        if isinstance(prep.profile, profiles.SlurmProfile):  # a local run has no jobs
-            _leave_nothing_queued(job_name)
+        if queued:
+            _leave_nothing_queued(rundir.job_name)
         summary.seconds = time.monotonic() - t0
         rundir.write_summary(dataclasses.asdict(summary))
         from hpcscale import report  # matplotlib: imported only once a run is over
 
         report.write_report(rundir.path)
-    return summary
 
 
-def _what_happened(summary: Summary, clus: Any, client: Any, watcher: watch.JobWatcher | None,
-                   write: output.PendingWrite) -> None:
-    summary.blocks, summary.blocks_resumed = write.total, write.resumed
+@contextmanager
+def cluster_session(
+    profile: profiles.SiteProfile, plan: sizing.Plan, reporter: Reporter, rundir: RunDir,
+    summary: Summary, *, imports: Sequence[tuple[str, str]] = (),
+) -> Iterator[Session]:
+    """Start the profile's cluster as ``plan`` lays it out, wait for its workers while
+    the job watcher follows the jobs, import each ``(where, module)`` of ``imports`` (a
+    user's functions') on one worker before any work is handed out (a one-line
+    ``RunError`` naming ``where`` if one does not import there), and yield; whatever
+    happens, every job is cancelled and the run recorded (:func:`recorded`). Fills the
+    cluster's part of ``summary``."""
+    with recorded(rundir, summary, queued=isinstance(profile, profiles.SlurmProfile)) as outcome:
+        job_name = rundir.job_name
+        rundir.update(state=RunState.STARTING)
+        started = time.time()
+        summary.startup_s = _startup_seconds(started)
+        walltime = plan.walltime or 0
+        with backends.start(
+            profile, plan, job_name=job_name, run_dir=rundir,
+            worker_extra_args=watch.worker_args(walltime) if walltime else None,
+        ) as (clus, client):
+            watcher = (watch.JobWatcher(clus, walltime, reporter.info, job_name=job_name,
+                                        target=plan.jobs)
+                       if walltime else None)
+            link = _dashboard(client)
+            forward = ssh_forward(link)
+            rundir.update(state=RunState.PENDING, scheduler=clus.scheduler_address,
+                          dashboard=link, forward=forward,
+                          log_directory=profile.slurm.log_directory
+                          if isinstance(profile, profiles.SlurmProfile) else None)
+            reporter.info(f"run {rundir.run_id}: dashboard {link}")
+            if forward:
+                reporter.info(f"  from your laptop: {forward}  "
+                              f"then open http://localhost:{LAPTOP_PORT}/status")
+            expected = plan.jobs * plan.workers_per_job
+            summary.first_worker_s = _wait_for_workers(
+                client, watcher, expected, reporter, rundir, started)
+            for where, module in imports:  # before any work is handed out
+                worker.check_imports(client, [module], where)
+            rundir.update(state=RunState.RUNNING)
+            yield Session(clus, client, watcher, outcome)
+            _what_happened(summary, clus, client, watcher)
+
+
+def _what_happened(summary: Summary, clus: Any, client: Any,
+                   watcher: watch.JobWatcher | None) -> None:
     summary.peak_memory = compute.peak_memory(client)
     summary.jobs = sorted(watch.cluster_jobs(clus).values())
     if watcher is not None:

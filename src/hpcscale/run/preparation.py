@@ -77,7 +77,7 @@ def _plan(profile: profiles.SiteProfile, workload: sizing.Workload, jobs: int | 
           spec: JobSpec) -> sizing.Plan:
     """Plan with what the site has measured (:mod:`hpcscale.run.prediction`); where SLURM
     answers, plan again knowing its expected starts of the shapes the plan weighs."""
-    limits = _limits(profile)
+    limits = live_limits(profile)
     walltime: int | Literal["auto"] | None = (
         "auto" if spec.run.walltime_auto else spec.run.walltime_seconds)
     known = prediction.evidence(profile.name, workload)
@@ -123,7 +123,7 @@ def _space_warning(path: str, needed: int) -> tuple[str, ...]:
             f"but the result is up to {units.format_bytes(needed)} uncompressed; it may not fit",)
 
 
-def _limits(profile: profiles.SiteProfile) -> slurm.Limits | None:
+def live_limits(profile: profiles.SiteProfile) -> slurm.Limits | None:
     """The live limits for a SLURM profile (one scontrol each, sacctmgr if any)."""
     if not isinstance(profile, profiles.SlurmProfile) or not slurm.available():
         return None

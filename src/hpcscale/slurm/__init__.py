@@ -14,6 +14,7 @@ from hpcscale.slurm.commands import (
     job_node,
     queue,
     run,
+    submit_script,
     user,
 )
 from hpcscale.slurm.parse import (
@@ -60,5 +61,6 @@ __all__ = [
     "partitions",
     "queue",
     "run",
+    "submit_script",
     "user",
 ]

@@ -109,6 +109,16 @@ def queue(job_ids: Iterable[str] = (), *, name: str | None = None) -> dict[str, 
     return states
 
 
+def submit_script(path: os.PathLike[str] | str) -> str:
+    """``sbatch`` a script; returns the job id (an array's: its tasks are ``<id>_<i>``)."""
+    out = run(["sbatch", "--parsable", os.fspath(path)])
+    job_id = out.strip().split(";")[0]
+    if not job_id.isdigit():
+        raise SubmissionError(f"sbatch {os.fspath(path)}: no job id in its answer "
+                              f"{out.strip()!r}")
+    return job_id
+
+
 def job_node(job_id: str) -> str | None:
     """The node a job ran on, from SLURM's record of it (kept a while after it ended)."""
     try:
@@ -123,8 +133,9 @@ def job_node(job_id: str) -> str | None:
 
 
 def cancel(job_ids: Iterable[str]) -> None:
-    """Cancel jobs with one ``scancel``; jobs already gone are not an error."""
-    ids = [j for j in job_ids if j]
+    """Cancel jobs with one ``scancel``; jobs already gone are not an error. squeue's
+    line for an array's pending tasks (``123_[4-9%3]``) cancels the whole array (``123``)."""
+    ids = list(dict.fromkeys(j.split("_[", 1)[0] for j in job_ids if j))
     if ids:
         run(["scancel", *ids], check=False)
 

@@ -7,10 +7,26 @@ account, QOS and extra directives; the job's own size and files differ.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from hpcscale import units
 from hpcscale.config.profiles import SlurmSettings
+from hpcscale.errors import UsageError
+
+# What a path may hold to go unquoted into an #SBATCH line (sbatch does no shell quoting).
+_SBATCH_PATH = re.compile(r"^/[A-Za-z0-9_./+\-@,=]*$")
+
+
+def sbatch_path(path: Path, what: str) -> str:
+    """``path`` (absolute) as an ``#SBATCH`` line can carry it; a one-line ``UsageError``
+    naming ``what`` for spaces or shell characters."""
+    text = str(path)
+    if not _SBATCH_PATH.match(text):
+        raise UsageError(f"{what} {text!r}: an #SBATCH line cannot carry this path (spaces or "
+                         "shell characters); use a plainer directory")
+    return text
 
 
 def site_extras(s: SlurmSettings) -> list[str]:

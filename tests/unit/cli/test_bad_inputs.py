@@ -174,6 +174,34 @@ path = "{out}"
 """
 
 
+def _fn(w: World, text: str = "def f(path, out_dir):\n    return None\n") -> str:
+    """A user function file ``fn.py`` beside the world (outside the hashed folder, as
+    ``_fns``); its ``--fn``."""
+    (w.root.parent / "fn.py").write_text(text, encoding="utf-8")
+    return str(w.root.parent / "fn.py") + ":f"
+
+
+def _filemap(w: World, files: str, out: str, *more: str, fn: str | None = None) -> list[str]:
+    return ["map", files, out, "--fn", fn or _fn(w), "--site", "local", *more]
+
+
+def _made_by_another_function(w: World) -> str:
+    """A map output whose rows another version of the function made."""
+    own = w.root / "res" / ".hpcscale"
+    own.mkdir(parents=True)
+    (own / "map.json").write_text(json.dumps({
+        "function": {"function": _fn(w), "digest": "0" * 64}, "kwargs": {}}))
+    return str(w.root / "res")
+
+
+FILEMAP_SPEC = """
+[map]
+files = "{files}"
+function = "{fn}"
+output = "{out}"
+"""
+
+
 # (id, argv from the world, exit code, key words of the one line)
 Case = tuple[str, Callable[[World], list[str]], int, tuple[str, ...]]
 CASES: list[Case] = [
@@ -313,6 +341,84 @@ CASES: list[Case] = [
         "sbatch", w.spec(SPEC), "--site", "local", "--mail-user", "a@b.c"], 2,
      ("--mail-type",)),
     ("status of an unknown run", lambda w: ["status", "nosuchrun"], 2, ("nosuchrun",)),
+    # hpcscale map: a function per file
+    ("map: glob matching nothing", lambda w: _filemap(w, w.p("nothing/*.json"), w.p("res")), 2,
+     ("FILES", "nothing/*.json", "matches no file")),
+    ("map: module not importable", lambda w: _filemap(
+        w, w.p("data/planes/*.tif"), w.p("res"), fn="no_such_module_xyz:f"), 2,
+     ("--fn", "no_such_module_xyz", "does not import")),
+    ("map: no such function", lambda w: _filemap(
+        w, w.p("data/planes/*.tif"), w.p("res"), fn="json:nope"), 2,
+     ("--fn", "has no function 'nope'")),
+    ("map: not a function", lambda w: _filemap(
+        w, w.p("data/planes/*.tif"), w.p("res"), fn="json:__name__"), 2,
+     ("--fn", "is a str, not a function")),
+    ("map: --fn without a colon", lambda w: _filemap(
+        w, w.p("data/planes/*.tif"), w.p("res"), fn="json"), 2,
+     ("--fn", "module:function")),
+    ("map: function file missing", lambda w: _filemap(
+        w, w.p("data/planes/*.tif"), w.p("res"), fn=w.p("nope.py") + ":f"), 2,
+     ("nope.py", "no such file")),
+    ("map: bad signature", lambda w: _filemap(
+        w, w.p("data/planes/*.tif"), w.p("res"), fn=_fn(w, "def f(path):\n    pass\n")), 2,
+     ("--fn", "cannot be called as f(path, out_dir, **kwargs)")),
+    ("map: a kwarg the function does not take", lambda w: _filemap(
+        w, w.p("data/planes/*.tif"), w.p("res"), "--kwarg", "sigma=2"), 2,
+     ("cannot be called", "sigma")),
+    ("map: --kwarg without =", lambda w: _filemap(
+        w, w.p("data/planes/*.tif"), w.p("res"), "--kwarg", "sigma"), 2,
+     ("--kwarg 'sigma'", "NAME=VALUE")),
+    ("map: output is an input file", lambda w: _filemap(
+        w, w.p("data/planes/*.tif"), w.p("data/planes/p0.tif")), 2,
+     ("p0.tif", "matched by the input")),
+    ("map: output inside an input", lambda w: _filemap(
+        w, w.p("data/*.zarr"), w.p("data/in.zarr/res")), 2, ("in.zarr/res", "inside the input")),
+    ("map: output holds the inputs", lambda w: _filemap(
+        w, w.p("data/planes/*.tif"), w.p("data/planes")), 2, ("holds the input",)),
+    ("map: output inside a recursive glob", lambda w: _filemap(
+        w, w.p("data/**/*.tif"), w.p("data/res")), 2, ("data/res", "matched by the input")),
+    ("map: output a folder of other files", lambda w: _filemap(
+        w, w.p("data/*.npy"), w.p("data/planes")), 2,
+     ("data/planes", "not the output of `hpcscale map`")),
+    ("map: output an existing file", lambda w: _filemap(
+        w, w.p("data/planes/*.tif"), w.p("data/f.npy")), 2, ("f.npy", "not a folder")),
+    ("map: output parent missing", lambda w: _filemap(
+        w, w.p("data/planes/*.tif"), w.p("no/dir/res")), 2, ("no/dir", "does not exist")),
+    ("map: changed function on resume", lambda w: _filemap(
+        w, w.p("data/planes/*.tif"), _made_by_another_function(w)), 2,
+     ("res", "it changed", "--overwrite")),
+    ("map: --max-failures 0", lambda w: _filemap(
+        w, w.p("data/planes/*.tif"), w.p("res"), "--max-failures", "0"), 2,
+     ("--max-failures",)),
+    ("map: --max-failures not a number", lambda w: _filemap(
+        w, w.p("data/planes/*.tif"), w.p("res"), "--max-failures", "few"), 2,
+     ("--max-failures", "valid integer")),
+    ("map: unknown engine", lambda w: _filemap(
+        w, w.p("data/planes/*.tif"), w.p("res"), "--engine", "ray"), 2, ("--engine", "'ray'")),
+    ("map: engine array on a local site", lambda w: _filemap(
+        w, w.p("data/planes/*.tif"), w.p("res"), "--engine", "array"), 2,
+     ("engine array", "local profile")),
+    ("map: --jobs zero", lambda w: _filemap(
+        w, w.p("data/planes/*.tif"), w.p("res"), "--jobs", "0"), 2, ("--jobs '0'",)),
+    ("map spec with [input] too", lambda w: ["submit", w.spec(
+        SPEC + FILEMAP_SPEC, files="x/*.tif", fn="fn.py:f")], 2, ("has [map] and [input]",)),
+    ("map spec unknown key", lambda w: ["submit", w.spec(
+        FILEMAP_SPEC + "colour = 1\n", files="x", fn="fn.py:f", out="res"), "--site", "local"], 2,
+     ("map.colour", "valid keys", "files, function")),
+    ("map spec unknown engine", lambda w: ["plan", w.spec(
+        FILEMAP_SPEC + 'engine = "ray"\n', files="x", fn="fn.py:f", out="res"), "--site",
+        "local"], 2, ("map.engine",)),
+    ("map spec max_failures 0", lambda w: ["plan", w.spec(
+        FILEMAP_SPEC + "max_failures = 0\n", files="x", fn="fn.py:f", out="res"), "--site",
+        "local"], 2, ("map.max_failures",)),
+    ("map spec without a function", lambda w: ["submit", w.spec(
+        '[map]\nfiles = "x"\noutput = "res"\n')], 2, ("missing required key 'map.function'",)),
+    ("map spec function file beside it, missing", lambda w: ["submit", w.spec(
+        FILEMAP_SPEC, files=w.p("data/planes/*.tif"), fn="lab/seg.py:f", out="res"), "--site",
+        "local"], 2, ("[map] function", "lab/seg.py", "no such file")),
+    ("map spec to sbatch with --site local", lambda w: ["sbatch", w.spec(
+        FILEMAP_SPEC, files=w.p("data/planes/*.tif"), fn=_fn(w), out=w.p("res")), "--site",
+        "local"], 2, ("local profile",)),
     # options click checks before hpcscale sees them: one line too, naming the option
     ("--zarr-format 4", lambda w: _reduce(w, w.zin, w.out(), "--zarr-format", "4"), 2,
      ("--zarr-format", "less than or equal to 3", "hpcscale reduce --help")),
