@@ -1,15 +1,34 @@
-"""hpcscale: chunked array work on SLURM clusters from named site profiles."""
+"""hpcscale: chunked array work and your own functions on SLURM clusters, from named
+site profiles.
 
-import time
-from importlib.metadata import PackageNotFoundError, version
+From Python and Jupyter (:mod:`hpcscale.api`)::
 
-# When the command started, as near as Python lets us see: this package is
-# among the first things it imports. A run's start-up is counted from here.
-STARTED = time.time()
+    with hpcscale.cluster("mylab", jobs=10) as client: ...
+    hpcscale.plan("jobs/x.toml", site="mylab")
+    hpcscale.submit("jobs/x.toml", site="mylab", jobs=4)
+    hpcscale.map("scans/*.tif", "mylab/segment.py:segment", "results/", site="mylab")
 
-try:
-    __version__ = version("hpcscale")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0+unknown"
+These four are loaded on first use, so ``import hpcscale`` (and the command line)
+stays fast.
+"""
 
-__all__ = ["STARTED", "__version__"]
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hpcscale._meta import STARTED, __version__
+
+if TYPE_CHECKING:
+    from hpcscale.api import cluster, map, plan, submit
+
+__all__ = ["STARTED", "__version__", "cluster", "map", "plan", "submit"]
+
+_API = ("cluster", "map", "plan", "submit")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from hpcscale import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'hpcscale' has no attribute {name!r}")

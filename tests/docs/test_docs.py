@@ -140,6 +140,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Ran:
         mp.chdir(workdir)
         sample.make_all(Path("hpcscale-demo"))
         shutil.copytree(REPO / "jobs", workdir / "jobs")
+        shutil.copytree(REPO / "docs" / "examples", workdir / "docs" / "examples")
         for job in JOBS:
             results[job.name] = invoke_in_process("submit", f"jobs/{job.name}", "--site", "local")
     return Ran(workdir, results)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hpcscale import __version__
+from hpcscale._meta import __version__
 from hpcscale.cli import render
 from hpcscale.errors import HpcscaleError
 

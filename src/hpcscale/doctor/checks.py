@@ -23,8 +23,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from hpcscale import __version__, slurm
 from hpcscale import sites as sitelib
+from hpcscale import slurm
+from hpcscale._meta import __version__
 from hpcscale.config import profiles
 from hpcscale.doctor.probe import Ending, Outcome, Probe
 from hpcscale.errors import ProfileError, SubmissionError

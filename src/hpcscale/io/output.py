@@ -40,8 +40,8 @@ from dask.delayed import Delayed
 from zarr.codecs import BloscCodec, BloscShuffle
 from zarr.storage import LocalStore
 
-from hpcscale import __version__
 from hpcscale._fs import pid_alive
+from hpcscale._meta import __version__
 from hpcscale.errors import HpcscaleError, OutputError, RunError
 from hpcscale.io._source import one_line
 from hpcscale.io.manifest import MANIFEST, Manifest, remove_partials

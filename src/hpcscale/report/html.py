@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from hpcscale import __version__
+from hpcscale._meta import __version__
 from hpcscale.errors import OutputError
 from hpcscale.report.facts import facts, fmt_bytes, fmt_secs, job_times
 from hpcscale.report.record import RunRecord, find_run, load, number, peaks, state_of

@@ -17,7 +17,7 @@ from pathlib import Path
 import dask
 import dask.array as da
 
-from hpcscale import __version__
+from hpcscale._meta import __version__
 from hpcscale.config import profiles
 from hpcscale.config.jobspec import JobSpec
 from hpcscale.errors import JobSpecError, UsageError

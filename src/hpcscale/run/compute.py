@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from distributed import performance_report
 
-from hpcscale import __version__
+from hpcscale._meta import __version__
 from hpcscale.errors import InputError, RunError, UserFunctionError
 from hpcscale.io import output
 from hpcscale.io._source import one_line

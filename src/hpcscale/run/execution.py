@@ -16,7 +16,8 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-from hpcscale import STARTED, backends, sizing, slurm
+from hpcscale import backends, sizing, slurm
+from hpcscale._meta import STARTED
 from hpcscale.backends import watch, worker
 from hpcscale.config import profiles
 from hpcscale.errors import SubmissionError

@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from hpcscale import __version__, sizing, slurm, units
+from hpcscale import sizing, slurm, units
+from hpcscale._meta import __version__
 from hpcscale.config import profiles
 from hpcscale.config.jobspec import JobSpec
 from hpcscale.errors import SizingError, UsageError

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from hpcscale import __version__
 from hpcscale._fs import atomic_write, write_json
+from hpcscale._meta import __version__
 from hpcscale.run.filemap.task import FAILED, NOT_RUN, OK, decode
 
 INDEX_ZARR = "index.zarr"
