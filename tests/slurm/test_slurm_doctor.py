@@ -99,3 +99,31 @@ def test_worker_interface_missing_on_the_nodes(testbed: Path, cli: Cli, user_sit
     assert checks["node python"]["status"] == "ok"
     assert checks["scheduler port"]["status"] == "ok"
     assert _gone(_probe_job_id(checks["probe job"]["detail"]))
+
+
+def test_doctor_fn_imports_a_users_module_on_a_compute_node(
+    testbed: Path, cli: Cli, tmp_path: Path, user_sites: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--fn: a module that imports here but not with the workers' environment (the
+    profile's prologue resets PYTHONPATH, as a login node's often differs) fails the
+    'node function' check; one the nodes have (scipy) passes."""
+    here = tmp_path / "login-only"
+    here.mkdir()
+    (here / "labmod_doc.py").write_text("def f(path, out_dir):\n    return None\n")
+    before = os.environ.get("PYTHONPATH", "")
+    monkeypatch.syspath_prepend(str(here))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(here), before) if p))
+    reset = f"export PYTHONPATH={before}" if before else "unset PYTHONPATH"
+    write_profile(user_sites, "noenv", f'extends = "testbed"\n[slurm]\n'
+                  f"prologue = [{json.dumps(reset)}]\n")
+    r = cli("--json", "doctor", "--site", "noenv", "--fn", "labmod_doc:f",
+            "--fn", "scipy.ndimage:uniform_filter")
+    assert r.code == 1, r
+    checks = json.loads(r.out)["checks"]
+    node = [c for c in checks if c["name"] == "node function"]
+    assert [c["status"] for c in node] == ["FAIL", "ok"], node
+    assert "module 'labmod_doc' does not import with" in node[0]["detail"]
+    assert "ModuleNotFoundError: No module named 'labmod_doc'" in node[0]["detail"]
+    assert "module 'scipy.ndimage' imports with" in node[1]["detail"]
+    local = [c for c in checks if c["name"] == "function"]
+    assert [c["status"] for c in local] == ["ok", "ok"], local

@@ -19,6 +19,9 @@ def doctor(
         "--dry-run", help="Run only the checks that submit nothing (no probe job).")] = False,
     timeout: Annotated[float, typer.Option(
         "--timeout", min=1, help="Seconds the probe job may wait in the queue to start.")] = 60.0,
+    fn: Annotated[list[str] | None, typer.Option(
+        "--fn", help="A function your runs use (module:function or file.py:function): "
+        "check it loads here and its module imports on a compute node; repeat.")] = None,
 ) -> None:
     """Check SLURM, the profile, interfaces and directories, and run a tiny probe job.
 
@@ -27,10 +30,11 @@ def doctor(
     and the workers' python on a compute node and connects back to this
     machine; it is always cancelled. With --site local only the checks that
     apply run.
-    Example: hpcscale doctor --site testbed
+    Example: hpcscale doctor --site testbed --fn skimage.filters:sobel
     """
     report = doctorlib.diagnose(runlib.choose_site(site), trust=OPTIONS.trust_profiles,
-                                probe=not dry_run, start_timeout=timeout, on_status=say)
+                                probe=not dry_run, start_timeout=timeout, on_status=say,
+                                functions=tuple(fn or ()))
     failed = report.failed
     lines = report.lines()
     if not failed:

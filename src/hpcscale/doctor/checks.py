@@ -26,9 +26,10 @@ from typing import Any
 from hpcscale import sites as sitelib
 from hpcscale import slurm
 from hpcscale._meta import __version__
+from hpcscale.config import functions as user_functions
 from hpcscale.config import profiles
 from hpcscale.doctor.probe import Ending, Outcome, Probe
-from hpcscale.errors import ProfileError, SubmissionError
+from hpcscale.errors import JobSpecError, ProfileError, SubmissionError
 from hpcscale.rundir import runs_dir
 
 SLURM_COMMANDS = ("sbatch", "squeue", "scontrol", "scancel")
@@ -80,13 +81,16 @@ class Report:
 def diagnose(
     site: str, *, trust: bool = False, probe: bool = True, start_timeout: float = 60.0,
     run_timeout: float = 60.0, on_status: Callable[[str], None] | None = None,
+    functions: tuple[str, ...] = (),
 ) -> Report:
     """Check everything a run on ``site`` needs; submit the probe job unless ``probe`` is False.
 
     ``site`` is a name already chosen (the command asks ``run.choose_site``).
     Raises only for a usage error (exit 2): a site that is not a known profile.
     Every other problem is a FAIL in the report. ``on_status`` hears about the
-    probe job while it is waited for.
+    probe job while it is waited for. ``functions`` (``module:function`` or
+    ``file.py:function``, as ``--fn`` takes them): the probe imports each one's module
+    on the compute node, with the workers' python (a file travels with the tasks).
     """
     name = site
     if name not in profiles.discover():
@@ -105,6 +109,7 @@ def diagnose(
         return report
     report.add("profile", Status.ok, f"{name} ({res.profile.kind}) from "
                f"{' <- '.join(map(str, res.files))}")
+    modules = _function_checks(report, functions)
     if isinstance(res.profile, profiles.LocalProfile):
         local = res.profile.local.local_directory
         path = Path(os.path.expandvars(local)).expanduser() if local else Path(
@@ -113,9 +118,31 @@ def diagnose(
                    f"directory you can write, in {res.files[0]}")
         report.add("slurm", Status.skip, f"site {name} runs on this machine: SLURM checks skipped")
         return report
-    _Slurm(report, res, res.profile.slurm, on_status or (lambda _text: None)).run(
-        probe, start_timeout, run_timeout)
+    _Slurm(report, res, res.profile.slurm, on_status or (lambda _text: None),
+           modules).run(probe, start_timeout, run_timeout)
     return report
+
+
+def _function_checks(report: Report, specs: tuple[str, ...]) -> tuple[str, ...]:
+    """A check per ``--fn``: it loads here (a file, or a module importable here); the
+    modules the probe is to import on a compute node."""
+    modules: list[str] = []
+    for spec in specs:
+        try:
+            fn = user_functions.load(spec, where="--fn")
+        except JobSpecError as err:
+            report.add("function", Status.fail, str(err),
+                       "install the module here (and for the workers' python), or correct "
+                       "the --fn value")
+            continue
+        if fn.module:
+            modules.append(fn.module)
+            report.add("function", Status.ok, f"{spec}: imports here ({sys.executable}); the "
+                       "probe job imports it on a compute node")
+        else:
+            report.add("function", Status.ok, f"{spec}: {fn.path} loads here; its code "
+                       "travels with the tasks (nothing to install on the nodes)")
+    return tuple(modules)
 
 
 def _dir_check(report: Report, name: str, path: Path, fix: str) -> bool:
@@ -170,8 +197,10 @@ class _Slurm:
     """The checks of a SLURM profile, in order; the probe only when the essentials pass."""
 
     def __init__(self, report: Report, res: profiles.ResolvedProfile,
-                 s: profiles.SlurmSettings, say: Callable[[str], None]) -> None:
+                 s: profiles.SlurmSettings, say: Callable[[str], None],
+                 modules: tuple[str, ...] = ()) -> None:
         self.report, self.res, self.s, self.say = report, res, s, say
+        self.modules = modules
         self.blockers: list[str] = []  # why the probe job is not submitted
         self.parts: dict[str, slurm.Partition] = {}
         self.address: str | None = None  # where the scheduler would listen
@@ -316,7 +345,8 @@ class _Slurm:
         names = self.s.partition.split(",")
         max_time = min((t for n in names if (t := self.parts[n].max_time)), default=None)
         probe = Probe(self.s, address=self.address, max_time=max_time, say=self.say,
-                      start_timeout=start_timeout, run_timeout=run_timeout)
+                      start_timeout=start_timeout, run_timeout=run_timeout,
+                      modules=self.modules)
         out = probe.run()
         if out.listen_error:
             self.fail("scheduler port", f"cannot listen on {self.address}: {out.listen_error}",
@@ -375,6 +405,15 @@ class _Slurm:
             fail("node python", f"{got.get('python')} on {host} {said}",
                  f"install hpcscale {__version__} for it, or set python = the right one in "
                  f"{file('python')} (or activate it in prologue)")
+        for module, why in (got.get("modules") or {}).items():
+            if why:
+                fail("node function", f"module {module!r} does not import with "
+                     f"{got.get('python')} on {host}: {why}",
+                     f"install it for the workers' python, or load it in prologue "
+                     f"({file('prologue')})")
+            else:
+                add("node function", Status.ok, f"module {module!r} imports with "
+                    f"{got.get('python')} on {host}")
         found = got.get("interfaces") or dict.fromkeys(got.get("sys_interfaces", "").split())
         iface = s.worker_interface or s.interface
         key = "worker_interface" if s.worker_interface else "interface"

@@ -69,8 +69,10 @@ class Probe:
 
     def __init__(self, settings: profiles.SlurmSettings, *, address: str | None,
                  max_time: int | None, say: Callable[[str], None],
-                 start_timeout: float = 60.0, run_timeout: float = 60.0) -> None:
+                 start_timeout: float = 60.0, run_timeout: float = 60.0,
+                 modules: tuple[str, ...] = ()) -> None:
         self.s, self.address, self.max_time, self.say = settings, address, max_time, say
+        self.modules = modules  # a user's functions' modules, to import on the node
         self.start_timeout, self.run_timeout = start_timeout, run_timeout
         self.token = secrets.token_hex(3)
         self.name = f"hpcscale-doctor-{self.token}"
@@ -124,7 +126,8 @@ class Probe:
             if getattr(self.s, key):
                 dirs[key.replace("_", " ")] = getattr(self.s, key)
         iface = self.s.worker_interface or self.s.interface or ""
-        args = shlex.join([self.token, host, str(self.port), iface, json.dumps(dirs)])
+        args = shlex.join([self.token, host, str(self.port), iface, json.dumps(dirs),
+                           json.dumps(list(self.modules))])
         send = f'    echo "$line" 2>/dev/null >/dev/tcp/{host}/{self.port}' if host else "    :"
         return "\n".join([
             "#!/usr/bin/env bash", f"# hpcscale doctor's probe {self.name}", "{",
@@ -255,7 +258,7 @@ _FALLBACK = r'''    nics=$(awk -F: 'NR > 2 {print $1}' /proc/net/dev | tr -d ' '
 # plain Python 3, and every failure is reported, never raised.
 _PROBE_PY = r'''
 import json, os, socket, sys
-token, host, port, iface, dirs = sys.argv[1:6]
+token, host, port, iface, dirs, modules = sys.argv[1:7]
 r = {"token": token, "host": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
      "hostname": socket.gethostname(), "python": sys.executable, "dirs": {}}
 try:
@@ -263,6 +266,13 @@ try:
     r["hpcscale"] = hpcscale.__version__
 except Exception as e:
     r["hpcscale_error"] = "%s: %s" % (type(e).__name__, e)
+r["modules"] = {}
+for module in json.loads(modules):
+    try:
+        __import__(module)
+        r["modules"][module] = ""
+    except BaseException as e:
+        r["modules"][module] = ("%s: %s" % (type(e).__name__, e)).strip().splitlines()[-1]
 try:
     import psutil
     r["interfaces"] = dict((n, [a.address for a in v if a.family == socket.AF_INET])
