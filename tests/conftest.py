@@ -110,7 +110,10 @@ def testbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     # KillWait); any other state means the run left the job behind.
     left = [ln for ln in ours() if not ln.endswith(" COMPLETING")]
     if left:
-        subprocess.run(["scancel", *[ln.split()[0] for ln in left]], check=False, env=env)
+        # an array's pending tasks are one line, 123_[4-9%3], which scancel refuses
+        # (and then cancels nothing): cancel the array by its id
+        ids = {ln.split()[0].split("_[", 1)[0] for ln in left}
+        subprocess.run(["scancel", *sorted(ids)], check=False, env=env)
         pytest.fail(f"jobs left in squeue after the test: {left}")
     deadline = time.monotonic() + 30  # let them go before the next test counts jobs
     while ours() and time.monotonic() < deadline:

@@ -159,14 +159,18 @@ def test_status_logs_and_cancel_work_on_an_array_run(
          "block.py:wait", "--engine", "array", "--site", "testbed", "--jobs", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        # the event: a task has started a file (its folder holds "started")
+        # the events: a task has started a file (its folder holds "started"), and the
+        # driver has seen a task running in squeue (it asks every few seconds)
         deadline = time.monotonic() + 180
-        while not list((world / "results").glob("*/started")):
+        info: dict = {}  # type: ignore[type-arg]
+        while True:
             assert driver.poll() is None, driver.communicate()
-            assert time.monotonic() < deadline, "no array task started within 180 s"
+            assert time.monotonic() < deadline, ("no array task running within 180 s", info)
+            if list((world / "results").glob("*/started")):
+                info = json.loads(cli("--json", "status", "last").out)
+                if info["state"] == "running":
+                    break
             time.sleep(0.2)
-        info = json.loads(cli("--json", "status", "last").out)
-        assert info["state"] == "running", info
         assert any(s == "RUNNING" for s in info["jobs"].values()), info
         array_id = next(iter(info["jobs"])).split("_")[0]
         logs = cli("--json", "logs", "last")
@@ -178,9 +182,13 @@ def test_status_logs_and_cancel_work_on_an_array_run(
         assert json.loads(r.out)["cancelled"]
         _, err = driver.communicate(timeout=120)
     finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.communicate()
+        if driver.poll() is None:  # the test failed: the driver cancels its array itself
+            driver.terminate()
+            try:
+                driver.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                driver.kill()
+                driver.communicate()
     assert driver.returncode == 130, err
     assert "cancelled with `hpcscale cancel`" in err
     assert _squeue() == []
