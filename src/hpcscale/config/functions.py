@@ -23,6 +23,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,25 +81,27 @@ def _last_line(err: BaseException) -> str:
 
 
 def _load_file(path: Path, where: str, spec: str) -> Any:
+    """The module of a user's file, compiled from the very bytes its digest is of (not
+    from ``__pycache__``, whose timestamp check misses a file rewritten within the
+    same second at the same size), so the code that runs is the code recorded."""
     if not path.is_file():
         raise JobSpecError(f"{where}: {spec!r}: no such file {path}")
     try:
-        digest = _digest(path)
+        source = path.read_bytes()
     except OSError as err:
         raise JobSpecError(f"{where}: {spec!r}: cannot read {path} ({err.strerror})") from None
+    digest = hashlib.sha256(source).hexdigest()
     # one module per file and content: two copies of a file are two modules (each its
     # own __file__), and a changed file loads again
     where_hash = hashlib.sha256(f"{path}\0{digest}".encode()).hexdigest()[:12]
     name = f"hpcscale_user_{path.stem.replace('-', '_')}_{where_hash}"
     if name in sys.modules:
         return sys.modules[name], digest
-    loader_spec = importlib.util.spec_from_file_location(name, path)
-    if loader_spec is None or loader_spec.loader is None:
-        raise JobSpecError(f"{where}: {spec!r}: {path} is not a Python file")
-    module = importlib.util.module_from_spec(loader_spec)
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
     sys.modules[name] = module
     try:
-        loader_spec.loader.exec_module(module)
+        exec(compile(source, str(path), "exec"), module.__dict__)  # the user's own code
     except BaseException as err:  # the user's file: any error is theirs, reported in a line
         del sys.modules[name]
         if isinstance(err, KeyboardInterrupt):
