@@ -188,7 +188,7 @@ def test_prepare_asks_slurm_about_the_plans_shapes_and_plans_again(
                           node_sizes=((2, 4000 * MiB),) * 3)
     monkeypatch.setattr(slurm, "available", lambda: True)
     monkeypatch.setattr(slurm, "expected_start", expected_start)
-    monkeypatch.setattr(preparation, "_limits", lambda profile: limits)
+    monkeypatch.setattr(preparation, "live_limits", lambda profile: limits)
     prep = run.prepare(jobspec.load(spec_path), "testbed")
     plan = prep.plan
     assert asked[0] == (3, 1800)  # the plan's own shape first: max_jobs 3 of 30 min
