@@ -100,10 +100,15 @@ def cancel(run_id: str, settle: float = 15.0) -> list[str]:
 
 def logs(run_id: str, tail: int | None = None) -> list[tuple[Path, str]]:
     """The run's log files (batch driver's first, then the workers'), each's text or
-    its last ``tail`` lines."""
+    its last ``tail`` lines. The workers' are read where the jobs wrote them: the
+    profile's ``log_directory`` when it set one (only this run's files there)."""
     rd = find(run_id)
     directory = rd.logs
     files = sorted(directory.glob("*.out")) + sorted(directory.glob("*.err"))
+    elsewhere = rd.worker_logs
+    if elsewhere != directory and elsewhere.is_dir():
+        files += sorted(elsewhere.glob(f"{rd.job_name}-*.out")) + sorted(
+            elsewhere.glob(f"{rd.job_name}-*.err"))
     drivers = {p.name.split("%", 1)[0] for p in rd.driver_output}
     files.sort(key=lambda f: (not any(f.name.startswith(d) for d in drivers), f.name))
     found = []

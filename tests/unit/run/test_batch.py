@@ -377,3 +377,21 @@ def test_cancel_and_cleanup_of_batch_runs(
     jobs.update({"43": "RUNNING"})  # a worker left behind after the batch job died
     assert runs.cleanup() == ["43"]
     assert rd.status().state == "orphaned"
+
+
+def test_logs_reads_the_workers_logs_where_the_profile_put_them(
+    spec: Path, cli: Cli, tmp_path: Path
+) -> None:
+    """A profile's log_directory holds the worker jobs' files of every run: `logs`
+    shows this run's from there too, and no other run's (issue 16, defect 6's place)."""
+    assert cli("sbatch", str(spec), "--site", "testbed").code == 0
+    rd = _only_run()
+    site_logs = tmp_path / "site-logs"
+    site_logs.mkdir()
+    rd.update(log_directory=str(site_logs))
+    (site_logs / f"{rd.job_name}-41.err").write_text("ValueError: 'tbr0' is not valid\n")
+    (site_logs / "hpcscale-20250101-000000-other-40.err").write_text("another run's\n")
+    r = cli("logs", rd.run_id)
+    assert r.code == 0, r
+    assert "ValueError: 'tbr0' is not valid" in r.out
+    assert "another run's" not in r.out
