@@ -165,3 +165,23 @@ def write_spec(path: Path, inp: Path | str, out: Path | str, template: str = MEA
     """Write a job spec (by default :data:`MEAN_SPEC`) reading ``inp`` and writing ``out``."""
     path.write_text(template.format(inp=inp, out=out), encoding="utf-8")
     return path
+
+
+def login_only_module(directory: Path, name: str, source: str, user_sites: Path,
+                      monkeypatch: Any, site: str = "noenv") -> str:
+    """A module ``name`` that imports here but not on the compute nodes, and the site
+    whose jobs do not see it: the module is in ``directory``, on this process's path
+    and its PYTHONPATH (which sbatch hands to the jobs), and the site (testbed's
+    profile) has a prologue that resets PYTHONPATH, as a login node's environment
+    often differs from the nodes'. Returns the site's name."""
+    import json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.py").write_text(source, encoding="utf-8")
+    before = os.environ.get("PYTHONPATH", "")
+    monkeypatch.syspath_prepend(str(directory))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(directory), before) if p))
+    reset = f"export PYTHONPATH={before}" if before else "unset PYTHONPATH"
+    write_profile(user_sites, site, f'extends = "testbed"\n[slurm]\n'
+                  f"prologue = [{json.dumps(reset)}]\n")
+    return site

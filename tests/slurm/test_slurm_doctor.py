@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from helpers import Cli, write_profile
+from helpers import Cli, login_only_module, write_profile
 from hpcscale import __version__
 
 pytestmark = pytest.mark.slurm
@@ -107,16 +107,9 @@ def test_doctor_fn_imports_a_users_module_on_a_compute_node(
     """--fn: a module that imports here but not with the workers' environment (the
     profile's prologue resets PYTHONPATH, as a login node's often differs) fails the
     'node function' check; one the nodes have (scipy) passes."""
-    here = tmp_path / "login-only"
-    here.mkdir()
-    (here / "labmod_doc.py").write_text("def f(path, out_dir):\n    return None\n")
-    before = os.environ.get("PYTHONPATH", "")
-    monkeypatch.syspath_prepend(str(here))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(here), before) if p))
-    reset = f"export PYTHONPATH={before}" if before else "unset PYTHONPATH"
-    write_profile(user_sites, "noenv", f'extends = "testbed"\n[slurm]\n'
-                  f"prologue = [{json.dumps(reset)}]\n")
-    r = cli("--json", "doctor", "--site", "noenv", "--fn", "labmod_doc:f",
+    site = login_only_module(tmp_path / "login-only", "labmod_doc",
+                             "def f(path, out_dir):\n    return None\n", user_sites, monkeypatch)
+    r = cli("--json", "doctor", "--site", site, "--fn", "labmod_doc:f",
             "--fn", "scipy.ndimage:uniform_filter")
     assert r.code == 1, r
     checks = json.loads(r.out)["checks"]

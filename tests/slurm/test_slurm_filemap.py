@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
-from helpers import Cli, write_profile
+from helpers import Cli, login_only_module
 
 pytestmark = pytest.mark.slurm
 
@@ -108,18 +108,10 @@ def test_a_module_that_does_not_import_on_the_compute_nodes_is_refused_before_an
     engine: str, testbed: Path, cli: Cli, world: Path, user_sites: Path,
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # importable here, on this process's path and in its PYTHONPATH (which sbatch
-    # hands to the jobs); the profile's prologue resets PYTHONPATH on the nodes
     here_only = world / "here_only"
-    here_only.mkdir()
-    (here_only / "labcount_xyz.py").write_text(FUNCTION)
-    kept = os.environ.get("PYTHONPATH", "")
-    monkeypatch.syspath_prepend(str(here_only))
-    monkeypatch.setenv("PYTHONPATH", f"{here_only}:{kept}" if kept else str(here_only))
-    reset = f'export PYTHONPATH="{kept}"' if kept else "unset PYTHONPATH"
-    write_profile(user_sites, "nopath", f'extends = "testbed"\n[slurm]\nprologue = [\'{reset}\']\n')
+    site = login_only_module(here_only, "labcount_xyz", FUNCTION, user_sites, monkeypatch)
     r = cli("map", "data/*.txt", "results", "--fn", "labcount_xyz:count", "--engine", engine,
-            "--site", "nopath", "--jobs", "2")
+            "--site", site, "--jobs", "2")
     assert r.code == 1, r
     line = r.err.strip().splitlines()[-1]
     assert line.startswith("error: --fn: module 'labcount_xyz' does not import on the ")

@@ -4,7 +4,6 @@ jobs, and a module the workers cannot import, refused before anything is compute
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import xarray as xr
 import zarr
 from scipy import ndimage
 
-from helpers import Cli, write_profile
+from helpers import Cli, login_only_module
 
 pytestmark = pytest.mark.slurm
 
@@ -74,21 +73,14 @@ def test_a_module_the_workers_cannot_import_is_refused_before_any_work(
     """The module imports here (a folder on this process's path and PYTHONPATH) but the
     worker jobs' prologue resets PYTHONPATH, as a login node's environment often differs
     from the compute nodes': one line naming the module, nothing written."""
-    here = tmp_path / "login-only"
-    here.mkdir()
-    (here / "labmod_xyz.py").write_text("def double(a):\n    return a * 2\n")
-    before = os.environ.get("PYTHONPATH", "")
-    monkeypatch.syspath_prepend(str(here))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(here), before) if p))
-    reset = f"export PYTHONPATH={before}" if before else "unset PYTHONPATH"
-    write_profile(user_sites, "noenv", f'extends = "testbed"\n[slurm]\n'
-                  f"prologue = [{json.dumps(reset)}]\n")
+    site = login_only_module(tmp_path / "login-only", "labmod_xyz",
+                             "def double(a):\n    return a * 2\n", user_sites, monkeypatch)
     inp, _ = _input(tmp_path)
     out = tmp_path / "out.zarr"
     spec = tmp_path / "job.toml"
     spec.write_text(SPEC.replace("fns.py:box", "labmod_xyz:double")
                     .replace("kwargs = {{ size = 3 }}\n", "").format(inp=inp, out=out))
-    r = cli("submit", str(spec), "--site", "noenv", "--jobs", "1")
+    r = cli("submit", str(spec), "--site", site, "--jobs", "1")
     assert r.code == 1, r
     assert "Traceback" not in r.out + r.err, r
     errors = [ln for ln in r.err.splitlines() if ln.startswith("error:")]
