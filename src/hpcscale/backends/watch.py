@@ -101,7 +101,6 @@ class JobWatcher:
         self._last = now
         jobs = self.jobs()
         self._forget_dropped(jobs, now)
-        jobs = self.jobs()
         if not self._ask(jobs, now):
             return  # no answer: nothing is known to be lost, nothing is submitted
         connected_names = self._worker_names()

@@ -54,7 +54,7 @@ class _RunLog(logging.Handler):
             self.handleError(record)
 
     def _rephrase(self, record: logging.LogRecord) -> None:
-        first = record.getMessage().splitlines()[0] if record.getMessage() else ""
+        first = next(iter(record.getMessage().splitlines()), "")
         for i, (prefix, pattern, text) in enumerate(RULES):
             if i in self.said or not record.name.startswith(prefix):
                 continue
