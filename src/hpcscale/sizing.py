@@ -314,9 +314,13 @@ def _plan_local(profile: LocalProfile, workload: Workload, jobs: int | str,
     return result
 
 
-# What one task may read at once when small stored chunks are batched (ops.read_batch):
-# dask's own default chunk size, counted at 8 bytes a value.
-BATCH_BYTES = 128 << 20
+# What one task may read at once when small stored chunks are batched (ops.read_batch),
+# counted at 8 bytes a value: 16 MiB of float32. Measured (docs/performance.md), mean
+# along z of 16k unwritten chunks on dask's threaded scheduler: 16 MiB float32 blocks
+# 25-30 s, 32 MiB 38-40 s, 64 MiB 28-40 s. Blocks of 32 MiB and more are beyond glibc's
+# largest mmap threshold: each is fresh memory the kernel maps and zeroes for every task,
+# where smaller ones reuse the heap.
+BATCH_BYTES = 32 << 20
 
 
 def batch_budget(profile: SiteProfile) -> int:
