@@ -1,3 +1,3 @@
-from hpcscale.cli import main
+from hpcscale.cli import entry
 
-main()
+entry()

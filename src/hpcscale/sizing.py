@@ -58,6 +58,9 @@ class Plan:
     workload: Workload
     decisions: tuple[str, ...] = field(default=())
     forecast: predict.Forecast | None = None  # with evidence: what the plan predicts
+    # a local run of one worker on dask's threaded scheduler in the driver's process
+    # (hpcscale.backends.threads), not a LocalCluster
+    in_process: bool = False
 
     @property
     def task_memory(self) -> int:
@@ -102,6 +105,7 @@ class Plan:
 def plan(
     profile: SiteProfile, workload: Workload, jobs: int | str, limits: Limits | None = None,
     *, walltime: int | Literal["auto"] | None = None, evidence: predict.Evidence | None = None,
+    in_process: bool = False,
 ) -> Plan:
     """Choose jobs and walltime for ``workload`` on ``profile`` within the live ``limits``.
 
@@ -113,10 +117,13 @@ def plan(
     the site measured (:mod:`hpcscale.predict`); with it the plan carries a
     forecast, and ``--jobs auto`` minimises the predicted time to result.
     Every decision is recorded with the limit that bound it; ``SizingError``
-    for what can never run.
+    for what can never run. ``in_process``: the caller can run a local plan of one
+    worker on dask's threaded scheduler in its own process (a run, not a Client
+    handed to a user), which the plan then does unless the profile says
+    ``scheduler = "distributed"``.
     """
     if isinstance(profile, LocalProfile):
-        return _plan_local(profile, workload, jobs, walltime, evidence)
+        return _plan_local(profile, workload, jobs, walltime, evidence, in_process)
     s = profile.slurm
     tp = evidence.throughput if evidence is not None else None
     decisions: list[str] = []
@@ -291,7 +298,7 @@ def _refuse_impossible(profile: SlurmProfile, limits: Limits, walltime: int,
 
 def _plan_local(profile: LocalProfile, workload: Workload, jobs: int | str,
                 walltime: int | str | None = None,
-                evidence: predict.Evidence | None = None) -> Plan:
+                evidence: predict.Evidence | None = None, in_process: bool = False) -> Plan:
     workers, threads = _local_layout(profile, jobs, workload.holds_gil)
     mem = (profile.local.memory or _local_memory()) // workers
     if jobs != "auto" or profile.local.workers:
@@ -301,6 +308,12 @@ def _plan_local(profile: LocalProfile, workload: Workload, jobs: int | str,
     else:
         why = "one process with a thread per core of this machine"
     decisions = [f"{workers} local worker(s): {why}"]
+    threaded = in_process and workers == 1 and profile.local.scheduler == "auto"
+    if threaded:
+        decisions.append(
+            f"dask's threaded scheduler in this process, {threads} thread(s): with one "
+            "worker, a worker process and a scheduler only add their cost to every task "
+            "(no dashboard; [local] scheduler = \"distributed\" runs a LocalCluster)")
     if walltime is not None:
         shown = units.format_walltime(walltime) if isinstance(walltime, int) else walltime
         decisions.append(f"the job spec's [run] walltime {shown} "
@@ -309,7 +322,7 @@ def _plan_local(profile: LocalProfile, workload: Workload, jobs: int | str,
         evidence, tasks=workload.chunks, bytes_in=workload.bytes_in,
         bytes_out=workload.bytes_out, jobs=workers, threads_per_job=threads)
     result = Plan(profile.name, "local", workers, 1, threads, int(mem), None, workload,
-                  tuple(decisions), forecast)
+                  tuple(decisions), forecast, in_process=threaded)
     result.validate()
     return result
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from distributed import Client, LocalCluster
 
-from hpcscale.backends import local
+from hpcscale.backends import local, threads
 from hpcscale.backends.slurm import (
     DEATH_TIMEOUT,
     PLACEHOLDER_SCHEDULER,
@@ -38,10 +38,15 @@ logger = logging.getLogger(__name__)
 def start(
     profile: SiteProfile, plan: Plan, *, job_name: str, run_dir: RunDir, security: bool = True,
     worker_extra_args: list[str] | None = None,
-) -> Iterator[tuple[Any, Client]]:
+) -> Iterator[tuple[Any, Any]]:
     """Start the profile's cluster as ``plan`` lays it out (jobs, walltime, workers);
-    always close it (every job cancelled) on exit."""
+    always close it (every job cancelled) on exit. A plan ``in_process`` gets dask's
+    threaded scheduler behind a Client's interface (:mod:`hpcscale.backends.threads`)."""
     cluster: Any
+    if isinstance(profile, LocalProfile) and plan.in_process:
+        with threads.ThreadsClient(plan.threads_per_worker, plan.worker_memory) as client:
+            yield threads.ThreadsCluster(), client
+        return
     match profile:
         case LocalProfile():
             cluster = LocalCluster(**local.cluster_kwargs(profile, plan))  # type: ignore[no-untyped-call]

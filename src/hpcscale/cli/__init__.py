@@ -111,3 +111,24 @@ def main() -> None:
         sys.exit(130)
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def entry() -> None:
+    """The ``hpcscale`` command: :func:`main`, then, when a run ended with an error or
+    an interrupt while tasks of its in-process threads still run (one blocked on a
+    read), exit at once. Python would wait for their I/O threads at exit, where a
+    LocalCluster's worker process is simply killed; the run's record is written by then.
+    """
+    try:
+        main()
+    except SystemExit as done:
+        threads = sys.modules.get("hpcscale.backends.threads")
+        if done.code and threads is not None and threads.tasks_running():
+            import logging
+            import os
+
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(done.code if isinstance(done.code, int) else 1)
+        raise

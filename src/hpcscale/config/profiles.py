@@ -163,6 +163,9 @@ class LocalSettings(BaseModel):
     threads: int | None = Field(None, ge=1, le=1024)
     memory: Bytes | None = None
     local_directory: PathStr | None = None
+    # "auto": a run with one worker uses dask's threaded scheduler in its own process;
+    # "distributed": always a LocalCluster (a dashboard, worker processes)
+    scheduler: Literal["auto", "distributed"] = "auto"
 
 
 class _Profile(BaseModel):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from distributed import performance_report
 
 from hpcscale._meta import __version__
+from hpcscale.backends.threads import ThreadsClient
 from hpcscale.errors import InputError, RunError, UserFunctionError
 from hpcscale.io import output
 from hpcscale.io._source import one_line
@@ -57,7 +58,10 @@ def write_result(
     if write.resumed or write.partials_removed:
         reporter.info(f"resuming {write.path}: {write.resumed} of {write.total} blocks already "
                       f"written; {write.partials_removed} half-written file(s) removed")
-    with _DaskReport(filename=str(rundir.path / DASK_REPORT)):  # type: ignore[no-untyped-call]
+    in_process = isinstance(client, ThreadsClient)  # no scheduler to report on
+    report = (contextlib.nullcontext() if in_process
+              else _DaskReport(filename=str(rundir.path / DASK_REPORT)))  # type: ignore[no-untyped-call]
+    with report:
         indices = list(write.blocks)
         futures = client.compute(list(write.blocks.values())) if indices else []
         follow(client, dict(zip(indices, futures, strict=True)),

@@ -165,7 +165,8 @@ def cluster_session(
                           dashboard=link, forward=forward,
                           log_directory=profile.slurm.log_directory
                           if isinstance(profile, profiles.SlurmProfile) else None)
-            reporter.info(f"run {rundir.run_id}: dashboard {link}")
+            reporter.info(f"run {rundir.run_id}: dashboard {link}" if link else
+                          f"run {rundir.run_id}: in this process, on dask's threaded scheduler")
             if forward:
                 reporter.info(f"  from your laptop: {forward}  "
                               f"then open http://localhost:{LAPTOP_PORT}/status")

@@ -82,14 +82,15 @@ def _plan(profile: profiles.SiteProfile, workload: sizing.Workload, jobs: int | 
     walltime: int | Literal["auto"] | None = (
         "auto" if spec.run.walltime_auto else spec.run.walltime_seconds)
     known = prediction.evidence(profile.name, workload)
-    plan = sizing.plan(profile, workload, jobs, limits, walltime=walltime, evidence=known)
+    plan = sizing.plan(profile, workload, jobs, limits, walltime=walltime, evidence=known,
+                       in_process=True)
     if limits is None or plan.forecast is None:
         return plan
     starts = prediction.expected_starts(profile, plan.forecast.shapes)
     if not starts:
         return plan
     return sizing.plan(profile, workload, jobs, limits, walltime=walltime,
-                       evidence=dataclasses.replace(known, starts=starts))
+                       evidence=dataclasses.replace(known, starts=starts), in_process=True)
 
 
 def fingerprint(spec: JobSpec, source: inputs.InputArray) -> str:

@@ -151,6 +151,8 @@ BAD = [
      r'a slurm profile has no \[local\] table .*set kind = "local"'),
     ('kind = "local"\n[slurm]\npartition = "debug"\n',
      r'a local profile has no \[slurm\] table .*set kind = "slurm"'),
+    ('kind = "local"\n[local]\nscheduler = "threads"\n',
+     r"local\.scheduler = 'threads'.*'auto' or 'distributed'"),
 ]
 
 
