@@ -291,6 +291,8 @@ def _hpcscale(kind: str, case: Case, inp: Path, output: Path, work: Path, setup:
     record["threads_per_worker"] = (os.cpu_count() or 1) if kind == "hpcscale-default" else 1
     run_dir = new_runs[-1] if new_runs else None
     record["run_dir"] = str(run_dir) if run_dir else None
+    if run_dir is not None:
+        await_report(run_dir)
     if code != 0:
         _fail(record, code, tail)
         return
@@ -386,3 +388,11 @@ def _sweep(env: dict[str, str], names: list[str]) -> list[str]:
         measure.cancel(env, ids=left)
     measure.wait_queue_empty(env, names=names)
     return left
+
+
+def await_report(run_dir: Path, timeout: float = 60.0) -> None:
+    """Until the run's report.html is drawn: a finished hpcscale run draws it in a child
+    process after it exits, which must not share the cores with the next contestant."""
+    deadline = time.monotonic() + timeout
+    while not (run_dir / "report.html").is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)  # waiting for an event of another process: its file

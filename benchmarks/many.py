@@ -30,7 +30,7 @@ from typing import Any
 import tomli_w
 
 from benchmarks import inputs
-from benchmarks.contestants import LOCAL_PROFILE, REPO
+from benchmarks.contestants import LOCAL_PROFILE, REPO, await_report
 
 FULL = {
     "unwritten-16k": ((128, 16384, 16384), (8, 512, 512), False),
@@ -119,6 +119,7 @@ def run_one(contestant: str, inp: Path, work: Path, env: dict[str, str],
     rec.update(json.loads(result.read_text()))
     if contestant.startswith("hpcscale"):
         summary = json.loads((work / "stdout.txt").read_text())
+        await_report(Path(summary["run_dir"]))
         rec["compute_s"] = summary["compute_s"]
         rec["blocks"] = summary["blocks"]
     shutil.rmtree(out, ignore_errors=True)

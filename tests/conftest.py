@@ -76,6 +76,9 @@ def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     monkeypatch.setenv("HPCSCALE_STATE_DIR", str(base / "state"))  # calibrations
     monkeypatch.delenv("HPCSCALE_SITE_PATH", raising=False)
     monkeypatch.delenv("HPCSCALE_SITE", raising=False)
+    # runs draw report.html before they return (not in a background child), so a test
+    # reads it at once; tests/unit/run/test_report_child.py runs the child
+    monkeypatch.setenv("HPCSCALE_REPORT_INLINE", "1")
 
 
 @pytest.fixture

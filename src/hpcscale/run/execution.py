@@ -7,6 +7,8 @@ import dataclasses
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -130,9 +132,36 @@ def recorded(rundir: RunDir, summary: Summary, *, queued: bool) -> Iterator[Outc
             _leave_nothing_queued(rundir.job_name)
         summary.seconds = time.monotonic() - t0
         rundir.write_summary(dataclasses.asdict(summary))
+        draw_report(rundir.path)
+
+
+# Set (to anything) to draw the report in the run's own process, before it returns.
+REPORT_INLINE = "HPCSCALE_REPORT_INLINE"
+
+
+def draw_report(path: Path) -> None:
+    """The run's ``report.html``, drawn by a child process that this one does not wait
+    for: importing matplotlib and drawing take one to two seconds the result does not
+    need (``hpcscale report RUN`` draws a missing report on demand). Inside a SLURM job,
+    whose end would kill that child, or with ``HPCSCALE_REPORT_INLINE`` set, it is drawn
+    here before returning."""
+
+    def here() -> None:
         from hpcscale import report  # matplotlib: imported only once a run is over
 
-        report.write_report(rundir.path)
+        report.write_report(path)
+
+    if os.environ.get("SLURM_JOB_ID") or os.environ.get(REPORT_INLINE):
+        here()
+        return
+    try:
+        subprocess.Popen(  # our own module, our own interpreter
+            [sys.executable, "-m", "hpcscale.report", str(path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C at the terminal does not reach it
+        )
+    except OSError:
+        here()
 
 
 @contextmanager
