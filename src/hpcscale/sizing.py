@@ -308,7 +308,7 @@ def _plan_local(profile: LocalProfile, workload: Workload, jobs: int | str,
     else:
         why = "one process with a thread per core of this machine"
     decisions = [f"{workers} local worker(s): {why}"]
-    threaded = in_process and workers == 1 and profile.local.scheduler == "auto"
+    threaded = in_process and runs_in_process(profile, jobs, workload.holds_gil)
     if threaded:
         decisions.append(
             f"dask's threaded scheduler in this process, {threads} thread(s): with one "
@@ -328,24 +328,40 @@ def _plan_local(profile: LocalProfile, workload: Workload, jobs: int | str,
 
 
 # What one task may read at once when small stored chunks are batched (ops.read_batch),
-# counted at 8 bytes a value: 16 MiB of float32. Measured (docs/performance.md), mean
-# along z of 16k unwritten chunks on dask's threaded scheduler: 16 MiB float32 blocks
-# 25-30 s, 32 MiB 38-40 s, 64 MiB 28-40 s. Blocks of 32 MiB and more are beyond glibc's
-# largest mmap threshold: each is fresh memory the kernel maps and zeroes for every task,
-# where smaller ones reuse the heap.
-BATCH_BYTES = 32 << 20
+# counted at 8 bytes a value. Measured (docs/performance.md), mean along z of 16k
+# unwritten 8 x 512 x 512 chunks: on dask's threaded scheduler (a run in process) 16 MiB
+# float32 blocks took 25-30 s, 32 MiB 38-40 s, 64 MiB 28-40 s: from 32 MiB a block is
+# beyond glibc's largest mmap threshold, fresh memory the kernel maps and zeroes for
+# every task, where smaller ones reuse the heap. On worker processes dask's cost per
+# task (2-3 ms) weighs more: the same run on 2 workers x 1 thread took 45 s with 64 MiB
+# blocks and 75 s with 16 MiB ones.
+BATCH_BYTES = 128 << 20
+BATCH_BYTES_IN_PROCESS = 32 << 20
 
 
-def batch_budget(profile: SiteProfile) -> int:
-    """Bytes a task may read when the input's stored chunks are batched: BATCH_BYTES,
-    or less where a worker thread's memory would not hold the working set twice."""
+def batch_budget(profile: SiteProfile, *, in_process: bool = False) -> int:
+    """Bytes a task may read when the input's stored chunks are batched: BATCH_BYTES
+    (BATCH_BYTES_IN_PROCESS for a run on the threaded scheduler), or less where a worker
+    thread's memory would not hold the working set twice."""
     match profile:
         case SlurmProfile():
             per_thread = profile.slurm.worker_memory // max(1, profile.slurm.threads)
         case LocalProfile():
             memory = profile.local.memory or _local_memory()
             per_thread = memory // max(1, os.cpu_count() or 1)
-    return max(0, min(BATCH_BYTES, per_thread // (WORKING_SET_FACTOR * 2)))
+    limit = BATCH_BYTES_IN_PROCESS if in_process else BATCH_BYTES
+    return max(0, min(limit, per_thread // (WORKING_SET_FACTOR * 2)))
+
+
+def runs_in_process(profile: SiteProfile, jobs: int | str, holds_gil: bool) -> bool:
+    """Whether a run (which can run in its own process) of this profile runs on dask's
+    threaded scheduler in that process: a local site laid out as one worker, unless
+    its profile says ``scheduler = "distributed"``."""
+    if not isinstance(profile, LocalProfile) or profile.local.scheduler != "auto":
+        return False
+    if jobs != "auto" and not (isinstance(jobs, int) and jobs >= 1):
+        return False  # the plan refuses it, in its own words
+    return _local_layout(profile, jobs, holds_gil)[0] == 1
 
 
 def _local_layout(profile: LocalProfile, jobs: int | str, holds_gil: bool) -> tuple[int, int]:

@@ -46,8 +46,11 @@ def prepare(
     resolved = profiles.load(choose_site(site, spec), trust=trust)
     source = inputs.open_input(spec.input.path, spec.input.var)
     info = ArrayInfo.of(source.data, source.dims)
-    batch = read_batch(info, spec.steps, sizing.batch_budget(resolved.profile)) \
-        if source.kind == "zarr" else None
+    requested = jobs if jobs is not None else spec.run.jobs
+    in_process = sizing.runs_in_process(resolved.profile, requested,
+                                        any(step.HOLDS_GIL for step in spec.steps))
+    budget = sizing.batch_budget(resolved.profile, in_process=in_process)
+    batch = read_batch(info, spec.steps, budget) if source.kind == "zarr" else None
     batched: tuple[str, ...] = ()
     if batch:  # several stored chunks per task: see ops.read_batch
         stored = dict(zip(info.dims, (cs[0] for cs in info.chunks), strict=True))
@@ -63,7 +66,6 @@ def prepare(
     mode = output.check_output(spec.output.path, overwrite=replace, job=job,
                                inputs=[spec.input.path], functions=spec.functions)
     workload = workload_of(spec, info, out_info, source.kind)
-    requested = jobs if jobs is not None else spec.run.jobs
     plan = _plan(resolved.profile, workload, requested, spec)
     notes = batched + _space_warning(spec.output.path, workload.bytes_out)
     if mode == "resume":

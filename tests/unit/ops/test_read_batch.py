@@ -11,7 +11,7 @@ import zarr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import Cli
+from helpers import Cli, write_profile
 from hpcscale.ops import ArrayInfo, parse_steps, read_batch
 from hpcscale.ops import steps as steps_module
 
@@ -115,3 +115,25 @@ def test_a_run_with_small_stored_chunks_batches_reads_and_equals_numpy(
     np.testing.assert_allclose(got[...], data.mean(axis=0, dtype=np.float64).astype("float32"),
                                rtol=1e-6)
     assert got.chunks == (16, 8)  # the output's blocks are the stored chunks' own
+
+
+@pytest.mark.parametrize(("extra", "planes"), [
+    ((), 16),  # one worker: dask's threaded scheduler, 16 MiB of float32 a task
+    (("--jobs", "2"), 64),  # worker processes: 64 MiB, dask's cost per task weighs more
+    (("--site", "testbed-like"), 64),
+])
+def test_a_run_in_process_reads_smaller_batches_than_worker_processes(
+    cli: Cli, tmp_path: Path, user_sites: Path, extra: tuple[str, ...], planes: int,
+) -> None:
+    write_profile(user_sites, "testbed-like",
+                  'kind = "local"\n[local]\nscheduler = "distributed"\n')
+    src = tmp_path / "in.zarr"  # metadata only: planning reads no data
+    zarr.create_array(src, shape=(128, 16384, 16384), chunks=(8, 512, 512), dtype="float32",
+                      dimension_names=["z", "y", "x"])
+    site = () if "--site" in extra else ("--site", "local")
+    res = cli("reduce", str(src), str(tmp_path / "out.zarr"), "--op", "mean", "--axis", "z",
+              *site, *extra, "--dry-run")
+    assert res.code == 0, res
+    said = res.out + res.err
+    assert f"reads {planes // 8} stored chunks along z (8 -> {planes})" in said, said
+    assert ("threaded scheduler" in said) is (not extra)
