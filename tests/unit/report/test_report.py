@@ -67,6 +67,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Ran:
         mp.setenv("HPCSCALE_USER_SITES", str(base / "sites"))
         mp.delenv("HPCSCALE_SITE_PATH", raising=False)
         mp.delenv("HPCSCALE_SITE", raising=False)
+        mp.setenv("HPCSCALE_REPORT_INLINE", "1")  # the report is read at once
         code, out, err = invoke_in_process("submit", str(spec), "--site", "local", "--jobs", "1")
     assert code == 0, (out, err)
     (run,) = (base / "runs").iterdir()
