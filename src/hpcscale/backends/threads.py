@@ -16,6 +16,7 @@ Used only where a run asks for it (``sizing.plan(..., in_process=True)``: a
 
 from __future__ import annotations
 
+import concurrent.futures
 import inspect
 import os
 import socket
@@ -44,35 +45,17 @@ class Cancelled(Exception):
     """The run ended (Ctrl-C, an error) while blocks were still to compute."""
 
 
-class BlockFuture:
-    """One block's outcome, with the parts of ``distributed.Future`` a run uses:
-    ``status`` (pending, finished, error, cancelled), ``exception()`` and
-    ``add_done_callback``."""
+class BlockFuture(concurrent.futures.Future[None]):
+    """One block's outcome: a standard future with the ``status`` of distributed's
+    (pending, finished, error, cancelled), which the compute loop reads."""
 
-    def __init__(self) -> None:
-        self.status = "pending"
-        self._error: BaseException | None = None
-        self._callbacks: list[Callable[[BlockFuture], None]] = []
-        self._lock = threading.Lock()
-
-    def exception(self) -> BaseException | None:
-        return self._error
-
-    def add_done_callback(self, fn: Callable[[BlockFuture], None]) -> None:
-        with self._lock:
-            if self.status == "pending":
-                self._callbacks.append(fn)
-                return
-        fn(self)
-
-    def _settle(self, status: str, error: BaseException | None = None) -> None:
-        with self._lock:
-            if self.status != "pending":
-                return
-            self.status, self._error = status, error
-            callbacks, self._callbacks = self._callbacks, []
-        for fn in callbacks:
-            fn(self)
+    @property
+    def status(self) -> str:
+        if self.cancelled():
+            return "cancelled"
+        if not self.done():
+            return "pending"
+        return "error" if self.exception() is not None else "finished"
 
 
 class ThreadsClient:
@@ -122,8 +105,10 @@ class ThreadsClient:
                 self._finished += 1
             future = by_key.get(key)
             if future is not None:
-                future._settle("finished")
+                future.set_result(None)
 
+        # Every future is settled in this run's own thread (dask calls the callbacks in
+        # its scheduling loop), so none is settled twice.
         # multiprocessing's thread pool: its threads are daemons, so an interrupted run's
         # process exits while a task is still blocked (a hung read), as closing a
         # LocalCluster kills its worker; dask's own pool would be waited for at exit.
@@ -140,12 +125,18 @@ class ThreadsClient:
                     with self._count:  # the failed task is over (no posttask for it)
                         self._executing = max(0, self._executing - 1)
                 for f in futures:
-                    f._settle(status, err)
+                    if f.done():
+                        continue
+                    if status == "cancelled":
+                        f.cancel()
+                    else:
+                        f.set_exception(err)
             finally:
                 pool.close()  # no join: a task still running must not hold the run up
                 started.set()
                 for f in futures:  # finished without a posttask of its own key
-                    f._settle("finished")
+                    if not f.done():
+                        f.set_result(None)
 
         if collections:
             thread = threading.Thread(target=run, name="hpcscale-threads", daemon=True)
