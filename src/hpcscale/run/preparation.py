@@ -47,8 +47,7 @@ def prepare(
     source = inputs.open_input(spec.input.path, spec.input.var)
     info = ArrayInfo.of(source.data, source.dims)
     requested = jobs if jobs is not None else spec.run.jobs
-    in_process = sizing.runs_in_process(resolved.profile, requested,
-                                        any(step.HOLDS_GIL for step in spec.steps))
+    in_process = sizing.runs_in_process(resolved.profile, requested, _holds_gil(spec))
     budget = sizing.batch_budget(resolved.profile, in_process=in_process)
     batch = read_batch(info, spec.steps, budget) if source.kind == "zarr" else None
     batched: tuple[str, ...] = ()
@@ -93,6 +92,12 @@ def _plan(profile: profiles.SiteProfile, workload: sizing.Workload, jobs: int | 
         return plan
     return sizing.plan(profile, workload, jobs, limits, walltime=walltime,
                        evidence=dataclasses.replace(known, starts=starts), in_process=True)
+
+
+def _holds_gil(spec: JobSpec) -> bool:
+    """Whether a step's work holds the GIL (threads of one process do not run it in
+    parallel): what lays out a local site, and with it the batch of a read."""
+    return any(step.HOLDS_GIL for step in spec.steps)
 
 
 def fingerprint(spec: JobSpec, source: inputs.InputArray) -> str:
@@ -159,6 +164,6 @@ def workload_of(spec: JobSpec, info: ArrayInfo, out: ArrayInfo,
         bytes_in=math.prod(info.shape) * info.dtype.itemsize,
         bytes_out=math.prod(out.shape) * out.dtype.itemsize,
         output_chunks=math.prod(len(c) for c in out.chunks) if out.chunks else 1,
-        holds_gil=any(step.HOLDS_GIL for step in spec.steps),
+        holds_gil=_holds_gil(spec),
         **dataclasses.asdict(prediction.signature(spec.steps, input_kind, str(info.dtype))),
     )

@@ -120,12 +120,12 @@ def test_a_run_with_small_stored_chunks_batches_reads_and_equals_numpy(
 @pytest.mark.parametrize(("extra", "planes"), [
     ((), 16),  # one worker: dask's threaded scheduler, 16 MiB of float32 a task
     (("--jobs", "2"), 64),  # worker processes: 64 MiB, dask's cost per task weighs more
-    (("--site", "testbed-like"), 64),
+    (("--site", "local-cluster"), 64),
 ])
 def test_a_run_in_process_reads_smaller_batches_than_worker_processes(
     cli: Cli, tmp_path: Path, user_sites: Path, extra: tuple[str, ...], planes: int,
 ) -> None:
-    write_profile(user_sites, "testbed-like",
+    write_profile(user_sites, "local-cluster",
                   'kind = "local"\n[local]\nscheduler = "distributed"\n')
     src = tmp_path / "in.zarr"  # metadata only: planning reads no data
     zarr.create_array(src, shape=(128, 16384, 16384), chunks=(8, 512, 512), dtype="float32",
